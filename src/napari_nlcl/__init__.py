@@ -1,0 +1,49 @@
+"""napari-nlcl: remove rain and haze and translate images with contrastive-learning models.
+
+Importing this package is cheap: torch, napari and Qt are imported only when a
+function that needs them is first used.
+
+>>> import napari_nlcl
+>>> from skimage import data
+>>> hazy, _ = napari_nlcl.synth.add_haze(data.astronaut(), beta=1.2, rng=0)
+>>> clear = napari_nlcl.dehaze(hazy, method="dcp")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY = {
+    "dehaze": "napari_nlcl.api",
+    "load_model": "napari_nlcl.api",
+    "available_methods": "napari_nlcl.api",
+    "predict": "napari_nlcl.inference",
+    "select_device": "napari_nlcl.inference",
+    "ModelInfo": "napari_nlcl.model",
+    "Model": "napari_nlcl.model",
+}
+_SUBMODULES = {"synth", "samples", "inference", "tiling", "api", "io", "model", "methods", "cli"}
+
+__all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import api, inference, io, methods, model, samples, synth, tiling  # noqa: F401
+    from .api import available_methods, dehaze, load_model  # noqa: F401
+    from .inference import predict, select_device  # noqa: F401
+    from .model import Model, ModelInfo  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"napari_nlcl.{name}")
+    raise AttributeError(f"module 'napari_nlcl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

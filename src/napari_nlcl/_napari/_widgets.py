@@ -1,0 +1,279 @@
+"""Dock widgets.  A thin view over :mod:`napari_nlcl.inference`.
+
+Heavy work runs in :func:`napari.qt.threading.thread_worker` generator
+workers: the engine yields progress between tiles, the worker forwards it to
+the progress bar, and Stop quits the worker at the next yield.  No napari
+object is touched from the worker thread; layers are added or updated in the
+main thread from the worker's ``returned`` signal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+OUTPUT_SUFFIX = {"dehaze": "dehazed", "derain": "derained", "translate": "translated"}
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+class TaskWidget(Container):
+    """Apply a restoration method of ``task`` to an image layer.
+
+    Subclasses only set ``task``; the methods and their options come from the
+    method registry, so a newly registered method appears here unchanged.
+    """
+
+    task = "dehaze"
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_nlcl.inference import DEFAULT_TILE, available_devices
+        from napari_nlcl.methods import registry
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._specs = {s.name: s for s in registry.methods(self.task)}
+
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=False)
+        self.method_combo = ComboBox(
+            label="method", choices=[(s.description.split(":")[0], s.name) for s in self._specs.values()]
+        )
+        self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=DEFAULT_TILE)
+        self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.lazy_check = CheckBox(
+            text="lazy output for stacks (compute planes as you browse)", value=True
+        )
+        self.options_box = Container(labels=True)
+        self.run_button = PushButton(text="Run")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(label="", value="")
+        self.zarr_path = FileEdit(label="save stack to", mode="w", filter="*.zarr")
+        self.zarr_button = PushButton(text="Process whole stack to zarr")
+        self.extend(
+            [
+                self.layer_combo, self.method_combo, self.options_box, self.tile_spin,
+                self.device_combo, self.lazy_check, self.run_button, self.stop_button,
+                self.progress, self.status, self.zarr_path, self.zarr_button,
+            ]
+        )
+        self._option_widgets: dict[str, Any] = {}
+        self._rebuild_options()
+        self.method_combo.changed.connect(self._rebuild_options)
+        self.run_button.changed.connect(self.run)
+        self.stop_button.changed.connect(self.stop)
+        self.zarr_button.changed.connect(self.save_zarr)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                      viewer.layers.events.reordered):
+            event.connect(self._refresh_layers)
+
+    # ------------------------------------------------------------------ helpers
+    def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        self.layer_combo.reset_choices()
+
+    def _rebuild_options(self, *_: Any) -> None:
+        self.options_box.clear()
+        self._option_widgets = {}
+        spec = self._specs.get(self.method_combo.value)
+        for opt in spec.options if spec else ():
+            is_int = all(isinstance(v, int) for v in (opt.default, opt.minimum, opt.maximum, opt.step))
+            cls = SpinBox if is_int else FloatSpinBox
+            w = cls(label=opt.label, min=opt.minimum, max=opt.maximum, step=opt.step, value=opt.default)
+            self._option_widgets[opt.name] = w
+            self.options_box.append(w)
+
+    def options(self) -> dict[str, Any]:
+        return {name: w.value for name, w in self._option_widgets.items()}
+
+    def output_name(self, layer: Any) -> str:
+        return f"{layer.name} {OUTPUT_SUFFIX.get(self.task, self.task)}"
+
+    def _busy(self, busy: bool) -> None:
+        self.run_button.enabled = not busy
+        self.zarr_button.enabled = not busy
+        self.stop_button.enabled = busy
+
+    def _prepare(self):
+        """Validate the selection in the main thread; return (layer, model, kwargs)."""
+        from napari_nlcl.api import load_model
+        from napari_nlcl.inference import check_model, validate_image
+
+        layer = self.layer_combo.value
+        if layer is None:
+            raise ValueError("no image layer selected: open an image or a sample first")
+        if layer.multiscale:
+            raise ValueError(f"layer {layer.name!r} is multiscale; these are not supported yet")
+        model = load_model(self.method_combo.value, task=self.task, **self.options())
+        channel_axis = -1 if layer.rgb else None
+        validate_image(layer.data, check_model(model), channel_axis)
+        kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
+                      device=self.device_combo.value)
+        return layer, model, kwargs
+
+    # ------------------------------------------------------------------ actions
+    def run(self, *_: Any):
+        """Process the selected layer; returns the worker (or None when lazy/failed)."""
+        from napari_nlcl.inference import _is_dask
+
+        if self._worker is not None:
+            return None
+        try:
+            layer, model, kwargs = self._prepare()
+        except (ValueError, TypeError) as exc:
+            _notify_error(str(exc))
+            return None
+        if _is_dask(layer.data) and self.lazy_check.value:
+            from napari_nlcl.inference import predict
+
+            try:
+                result = predict(layer.data, model, **kwargs)
+            except (ValueError, TypeError) as exc:
+                _notify_error(str(exc))
+                return None
+            self._show_result(layer, result)
+            self.status.value = "lazy result added: planes are computed as you browse"
+            return None
+        return self._start(self._predict_work(layer.data, model, kwargs), layer)
+
+    def _predict_work(self, data: Any, model: Any, kwargs: dict):
+        from napari.qt.threading import thread_worker
+
+        from napari_nlcl.inference import iter_predict
+
+        @thread_worker
+        def work():
+            import numpy as np
+
+            array = np.asarray(data)  # a dask layer without lazy output is read here
+            gen = iter_predict(array, model, **kwargs)
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                yield (p.done, p.total)
+
+        return work()
+
+    def _start(self, worker, layer: Any, on_done=None):
+        self._worker = worker
+        self._busy(True)
+        self.progress.value = 0
+        self.status.value = "running..."
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(on_done or (lambda result: self._show_result(layer, result)))
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(lambda: setattr(self.status, "value", "stopped; layers unchanged"))
+        worker.finished.connect(self._on_finished)
+        worker.start()
+        return worker
+
+    def _on_progress(self, value: tuple[int, int]) -> None:
+        done, total = value
+        self.progress.max = max(total, 1)
+        self.progress.value = done
+        self.status.value = f"{done}/{total}"
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.status.value = "failed"
+        _notify_error(f"{self.task} failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._busy(False)
+
+    def stop(self, *_: Any) -> None:
+        if self._worker is not None:
+            self.status.value = "stopping..."
+            self._worker.quit()
+
+    def _show_result(self, layer: Any, result: Any) -> None:
+        name = self.output_name(layer)
+        existing = self._viewer.layers[name] if name in self._viewer.layers else None
+        if existing is not None and getattr(existing, "rgb", None) == layer.rgb and \
+                existing.data.shape == result.shape:
+            existing.data = result
+            existing.contrast_limits = layer.contrast_limits
+        else:
+            if existing is not None:
+                self._viewer.layers.remove(existing)
+            self._viewer.add_image(
+                result, name=name, rgb=layer.rgb, contrast_limits=layer.contrast_limits,
+                colormap=None if layer.rgb else layer.colormap, scale=layer.scale,
+                translate=layer.translate,
+            )
+        self.status.value = f"done: {name}"
+
+    def save_zarr(self, *_: Any):
+        """Process the whole layer lazily and write it plane by plane to a zarr file."""
+        from napari.qt.threading import thread_worker
+
+        from napari_nlcl.inference import predict
+        from napari_nlcl.io import _check_target, iter_write
+
+        if self._worker is not None:
+            return None
+        try:
+            layer, model, kwargs = self._prepare()
+            path = Path(self.zarr_path.value)
+            if path.suffix.lower() != ".zarr":
+                path = path.with_name(path.name + ".zarr") if path.name else path
+            _check_target(path, {".zarr"})
+            import dask.array as da
+
+            data = layer.data if hasattr(layer.data, "dask") else da.from_array(
+                layer.data, chunks=(1,) * (layer.data.ndim - (3 if layer.rgb else 2))
+                + layer.data.shape[-(3 if layer.rgb else 2):]
+            )
+            lazy = predict(data, model, **kwargs)
+        except (ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
+            _notify_error(str(exc))
+            return None
+
+        @thread_worker
+        def work():
+            result = yield from iter_write(path, lazy, rgb=layer.rgb)
+            return result
+
+        def done(written: Path) -> None:
+            self.status.value = f"saved {written}"
+            _notify_info(f"saved {written}")
+
+        return self._start(work(), layer, on_done=done)
+
+
+class DehazeWidget(TaskWidget):
+    """Remove haze from an image layer with any registered dehazing method."""
+
+    task = "dehaze"

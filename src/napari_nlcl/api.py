@@ -1,0 +1,97 @@
+"""Function API: one call per task, numpy or dask in, the same kind out.
+
+>>> import numpy as np, napari_nlcl
+>>> hazy = np.full((64, 64, 3), 0.6, dtype=np.float32)
+>>> napari_nlcl.dehaze(hazy, method="dcp", device="cpu").shape
+(64, 64, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .methods import registry
+from .model import ModelInfo
+
+__all__ = ["available_methods", "dehaze", "load_model"]
+
+
+def available_methods(task: str | None = None) -> list[str]:
+    """Names of the methods for ``task`` (``"dehaze"``, ...), or all of them."""
+    return [spec.name for spec in registry.methods(task)]
+
+
+def load_model(model: Any, *, task: str | None = None, **options: Any):
+    """Return a ready model from a method name or a model instance.
+
+    Parameters
+    ----------
+    model : str or Model
+        A registered method name (see :func:`available_methods`) or an
+        already built model, which is returned unchanged after a check.
+    task : str, optional
+        Restrict names to one task; a model of another task is rejected.
+    **options
+        Keyword options of the method (e.g. ``omega=0.9`` for ``"dcp"``).
+    """
+    if isinstance(model, str):
+        return registry.build(model, task, **options)
+    info = getattr(model, "info", None)
+    if not isinstance(info, ModelInfo):
+        raise TypeError(
+            f"model must be a method name such as {available_methods(task)!r} or a model "
+            f"with an `info` attribute, got {type(model).__name__}"
+        )
+    if options:
+        raise TypeError("method options can only be given with a method name, not a built model")
+    if task is not None and info.task != task:
+        raise ValueError(f"model {info.name!r} is a {info.task} model, not a {task} model")
+    return model
+
+
+def dehaze(
+    image: Any,
+    method: Any = "dcp",
+    *,
+    channel_axis: Any = "auto",
+    tile: int = 512,
+    overlap: int | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    amp: bool = False,
+    value_range: Any = None,
+    progress: Any = None,
+    **options: Any,
+):
+    """Remove haze from an image or a stack.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array
+        ``(..., H, W)`` or ``(..., H, W, 3/4)``; leading axes are iterated.
+    method : str or Model
+        ``"dcp"`` (Dark Channel Prior, no training) or a dehazing model.
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+        See :func:`napari_nlcl.inference.predict`.
+    **options
+        Method options, e.g. ``omega``, ``t0``, ``patch``, ``radius`` for DCP.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        The dehazed image, same shape and dtype (lazy for dask input).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_nlcl import dehaze, synth
+    >>> hazy, t = synth.add_haze(data.astronaut(), beta=1.0, rng=0)
+    >>> clear = dehaze(hazy, method="dcp", omega=0.95, device="cpu")
+    """
+    from .inference import predict
+
+    model = load_model(method, task="dehaze", **options)
+    return predict(
+        image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
+        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+    )

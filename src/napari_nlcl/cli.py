@@ -1,0 +1,198 @@
+"""Command line: ``napari-nlcl dehaze IN -o OUT`` and friends.
+
+Inputs: an image file, a multi-page TIFF, a folder of images or a zarr array;
+``--sample NAME`` uses a built-in sample instead.  Outputs: TIFF, PNG/JPEG
+(single images) or zarr; stacks are processed and written one plane at a
+time with a progress bar.  Exit status 2 and a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SUFFIX = {"dehaze": "_dehazed"}
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in {"true", "yes", "on"}:
+        return True
+    if low in {"false", "no", "off"}:
+        return False
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), _parse_value(value.strip())
+
+
+def _parse_channel_axis(text: str) -> Any:
+    if text.lower() == "auto":
+        return "auto"
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("channel axis must be 'auto', 'none' or an integer") from None
+
+
+def _parse_range(text: str) -> Any:
+    if text == "plane":
+        return "plane"
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("value range must be 'plane' or LOW,HIGH") from None
+    return (lo, hi)
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine")
+    g.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
+    g.add_argument("--overlap", type=int, default=None, help="tile overlap (default: from the model)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
+    g.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
+    g.add_argument("--amp", action="store_true", help="half-precision autocast on CUDA")
+    g.add_argument("--channel-axis", type=_parse_channel_axis, default="auto",
+                   help="'auto' (trailing axis of 3 or 4 is RGB), 'none' (grayscale) or an axis")
+    g.add_argument("--value-range", type=_parse_range, default=None,
+                   help="intensity normalisation: 'plane' or LOW,HIGH (default: by dtype)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .methods import registry
+
+    parser = argparse.ArgumentParser(
+        prog="napari-nlcl",
+        description="Remove rain and haze from images and stacks (napari-nlcl).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("dehaze", help="remove haze from an image, a stack or a folder")
+    src = d.add_mutually_exclusive_group(required=True)
+    src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
+    src.add_argument("--sample", choices=_sample_names(), help="use a built-in sample image instead")
+    d.add_argument("-o", "--output", help="output .tif, .png, .jpg or .zarr (default: next to the input)")
+    d.add_argument("-m", "--method", default="dcp",
+                   choices=[s.name for s in registry.methods("dehaze")], help="dehazing method")
+    d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
+                   metavar="KEY=VALUE", help="method option, e.g. -O omega=0.9 (repeatable)")
+    _add_engine_args(d)
+
+    m = sub.add_parser("methods", help="list the available methods")
+    m.add_argument("task", nargs="?", help="only this task (dehaze, derain, translate)")
+
+    s = sub.add_parser("samples", help="write the built-in sample images to a folder")
+    s.add_argument("folder", help="folder to write to (created if missing)")
+    return parser
+
+
+def _sample_names() -> list[str]:
+    from .samples import SAMPLES
+
+    return list(SAMPLES)
+
+
+def _default_output(inp: Path, task: str) -> Path:
+    suffix = DEFAULT_SUFFIX[task]
+    if inp.is_dir():
+        return inp.with_name(inp.name.removesuffix(".zarr") + suffix + ".zarr")
+    if inp.suffix.lower() in {".tif", ".tiff", ".png"}:
+        return inp.with_name(inp.stem + suffix + inp.suffix)
+    return inp.with_name(inp.stem + suffix + ".png")
+
+
+def _progress_bar(desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit="tile", disable=None, file=sys.stderr, leave=False)
+
+
+def _run_task(args: argparse.Namespace) -> Path:
+    from . import api, io, samples
+
+    task = args.command
+    if args.sample:
+        image = samples.SAMPLES[args.sample]().data
+        default_out = Path.cwd() / f"{args.sample}{DEFAULT_SUFFIX[task]}.png"
+    else:
+        inp = Path(args.input)
+        image = io.read_image(inp)
+        default_out = _default_output(inp, task)
+    out_path = Path(args.output) if args.output else default_out
+    io._check_target(out_path)  # fail before computing anything
+
+    options = dict(args.option)
+    engine = dict(
+        channel_axis=args.channel_axis, tile=args.tile, overlap=args.overlap, device=args.device,
+        batch_size=args.batch_size, amp=args.amp, value_range=args.value_range,
+    )
+    func = getattr(api, task)
+    lazy = hasattr(image, "dask") or type(image).__module__.startswith("dask")
+    if lazy:
+        result = func(image, args.method, **engine, **options)
+        with _progress_bar(f"{task} (planes)") as bar:
+            bar.unit = "plane"
+
+            def update(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            io.write_image(out_path, result, progress=update)
+    else:
+        with _progress_bar(task) as bar:
+
+            def on_progress(p) -> None:
+                bar.total = p.total
+                bar.n = p.done
+                bar.refresh()
+
+            result = func(image, args.method, progress=on_progress, **engine, **options)
+        io.write_image(out_path, result)
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "methods":
+            from .methods import registry
+
+            for spec in registry.methods(args.task):
+                print(f"{spec.task:10s} {spec.name:12s} {spec.description}")
+            return 0
+        if args.command == "samples":
+            from .samples import write_samples
+
+            for path in write_samples(args.folder):
+                print(path)
+            return 0
+        out = _run_task(args)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, MemoryError) as exc:
+        print(f"napari-nlcl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-nlcl: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

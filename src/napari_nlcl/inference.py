@@ -1,0 +1,540 @@
+"""The inference engine every model runs through.
+
+:func:`predict` takes a numpy or dask array of any dimensionality, iterates
+the leading axes (T, Z, ...), maps each image plane into the model's value
+range, runs the model in overlapping tiles and maps the result back to the
+input's dtype and intensity range.  numpy in gives numpy out; dask in gives a
+lazy dask array out, one block per plane, computed only when asked.
+
+Intensity normalisation (``value_range=None``)
+    * ``uint8``, ``uint16``, ``int16``: the dtype's full range (0-255, 0-65535,
+      -32768-32767).
+    * floats: ``[0, 1]`` when the plane lies inside it, otherwise the plane's
+      own minimum and maximum.
+    * ``value_range="plane"``: every plane's own minimum and maximum (useful for
+      16-bit microscopy that fills a small part of the dtype's range).
+    * ``value_range=(low, high)``: a fixed range.
+    Output is clipped to the range, rounded for integer dtypes and returned in
+    the input's dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from .model import ModelInfo
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
+DEFAULT_TILE = 512
+MIN_TILE = 64
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress event: ``done`` of ``total`` tiles over the whole array."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- device
+def available_devices() -> list[str]:
+    """Device strings usable here, best first, always ending with ``"cpu"``."""
+    import torch
+
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        devices.append("mps")
+    devices.append("cpu")
+    return devices
+
+
+def select_device(device: Any = "auto"):
+    """Resolve ``"auto"`` (CUDA, then Apple MPS, then CPU) or honour an explicit device."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device(available_devices()[0])
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found"
+        )
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+# --------------------------------------------------------------------------- validation
+def _is_dask(image: Any) -> bool:
+    try:
+        import dask.array as da
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return isinstance(image, da.Array)
+
+
+def check_model(model: Any) -> ModelInfo:
+    info = getattr(model, "info", None)
+    if not isinstance(info, ModelInfo) or not callable(model):
+        raise TypeError(
+            "model must be a torch module with an `info: ModelInfo` attribute "
+            "(for example napari_nlcl.load_model('dcp')), "
+            f"got {type(model).__name__}"
+        )
+    return info
+
+
+def resolve_channel_axis(shape: tuple[int, ...], channel_axis: Any) -> int | None:
+    """Normalise ``channel_axis``; ``"auto"`` means a trailing axis of 3 or 4 is RGB(A)."""
+    ndim = len(shape)
+    if channel_axis == "auto":
+        return ndim - 1 if ndim >= 3 and shape[-1] in (3, 4) else None
+    if channel_axis is None:
+        return None
+    if not isinstance(channel_axis, (int, np.integer)):
+        raise TypeError(f"channel_axis must be an int, None or 'auto', got {channel_axis!r}")
+    if not -ndim <= channel_axis < ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for an image with {ndim} axes")
+    return int(channel_axis) % ndim
+
+
+def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None:
+    """Check type, dtype, shape and size; return the resolved channel axis."""
+    if not (isinstance(image, np.ndarray) or _is_dask(image)):
+        if isinstance(image, (list, tuple)):
+            raise TypeError(
+                "got a list of arrays (a multiscale image?); pass a single numpy or dask array, "
+                "e.g. the first (full-resolution) level"
+            )
+        raise TypeError(f"image must be a numpy or dask array, got {type(image).__name__}")
+    dtype = np.dtype(image.dtype)
+    if dtype.type not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"unsupported dtype {dtype}; supported: uint8, uint16, int16, float16/32/64. "
+            f"Convert first, e.g. image.astype(np.float32)"
+        )
+    if image.ndim < 2:
+        raise ValueError(f"image must have at least 2 dimensions (height, width), got shape {image.shape}")
+    if any(s == 0 for s in image.shape):
+        raise ValueError(f"image is empty (shape {image.shape})")
+    axis = resolve_channel_axis(tuple(image.shape), channel_axis)
+    spatial = [s for i, s in enumerate(image.shape) if i != axis]
+    if len(spatial) < 2:
+        raise ValueError(
+            f"image of shape {image.shape} with channel_axis={axis} has no 2-D plane; "
+            "pass channel_axis=None for a grayscale image"
+        )
+    h, w = spatial[-2:]
+    if min(h, w) < info.min_size:
+        raise ValueError(
+            f"image planes are {h}x{w} px but {info.name} needs at least "
+            f"{info.min_size}x{info.min_size}; upscale or pad the image"
+        )
+    if axis is not None:
+        c = image.shape[axis]
+        if info.in_channels not in (None, 1, c) and not (info.in_channels == 3 and c in (1, 4)):
+            raise ValueError(
+                f"{info.name} expects {info.in_channels} channels but the image has {c} "
+                f"along axis {axis}; select channels or set channel_axis"
+            )
+    return axis
+
+
+def _check_finite(plane: np.ndarray) -> None:
+    if plane.dtype.kind == "f" and not np.isfinite(plane).all():
+        raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
+
+
+# --------------------------------------------------------------------------- intensity
+def _plane_range(plane: np.ndarray, value_range: Any) -> tuple[float, float]:
+    if value_range is not None and value_range != "plane":
+        lo, hi = (float(v) for v in value_range)
+        if not hi > lo:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+        return lo, hi
+    if value_range is None and plane.dtype.kind in "ui":
+        limits = np.iinfo(plane.dtype)
+        return float(limits.min), float(limits.max)
+    lo, hi = float(plane.min()), float(plane.max())
+    if value_range is None and lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    if hi <= lo:
+        hi = lo + 1.0  # constant plane: any range maps it back to itself
+    return lo, hi
+
+
+def _from_unit(x: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
+    y = np.clip(x, 0.0, 1.0) * (hi - lo) + lo
+    if dtype.kind in "ui":
+        return np.rint(y).astype(dtype)
+    return y.astype(dtype)
+
+
+# --------------------------------------------------------------------------- channels
+def _to_model_channels(x, info: ModelInfo):
+    """``(C, H, W)`` image tensor -> ``(N, C_model, H, W)`` batch, plus how to undo it."""
+    c = x.shape[0]
+    want = info.in_channels
+    if want is None or want == c:
+        return x[None], "same"
+    if want == 3 and c == 1:
+        return x.expand(3, -1, -1)[None], "gray_from_rgb"
+    if want == 1:
+        return x[:, None], "per_channel"
+    raise ValueError(f"{info.name} expects {want} channels, the image has {c}")
+
+
+def _from_model_channels(y, mode: str, c: int):
+    if mode == "same":
+        y = y[0]
+    elif mode == "gray_from_rgb":
+        y = y[0].mean(dim=0, keepdim=True)
+    else:  # per_channel
+        y = y[:, 0]
+    if y.shape[0] != c:  # e.g. a translator that outputs RGB for a gray image
+        if c == 1:
+            y = y.mean(dim=0, keepdim=True)
+        else:
+            raise ValueError(f"model returned {y.shape[0]} channels for a {c}-channel image")
+    return y
+
+
+# --------------------------------------------------------------------------- plane
+def default_overlap(info: ModelInfo) -> int:
+    """Overlap that makes tiling exact for ``info``: twice the halo plus slack."""
+    m = info.size_multiple
+    return -(-(2 * info.halo + 8) // m) * m
+
+
+def _iter_plane(
+    plane: np.ndarray,
+    model: Any,
+    info: ModelInfo,
+    *,
+    device,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    amp: bool,
+    value_range: Any,
+) -> Generator[int, None, np.ndarray]:
+    """One ``(H, W)`` or ``(H, W, C)`` plane through the model; yields tiles done."""
+    import torch
+
+    from .tiling import iter_tiled_apply
+
+    _check_finite(plane)
+    dtype = plane.dtype
+    lo, hi = _plane_range(plane, value_range)
+    has_channels = plane.ndim == 3
+    arr = plane.astype(np.float32) if has_channels else plane.astype(np.float32)[..., None]
+    arr = (arr - lo) / (hi - lo)
+    alpha = None
+    if arr.shape[-1] == 4 and info.in_channels in (3, 1):
+        arr, alpha = arr[..., :3], arr[..., 3:]
+    c = arr.shape[-1]
+    x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    vlo, vhi = info.value_range
+    x = x * (vhi - vlo) + vlo
+
+    batch0, mode = _to_model_channels(x, info)
+    n = batch0.shape[0]
+    globals_: dict[str, Any] = {}
+    estimate = getattr(model, "estimate_globals", None)
+    use_amp = amp and device.type == "cuda"
+
+    def run(batch):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            y = model(batch.to(device), **{k: _expand(v, batch.shape[0]) for k, v in globals_.items()})
+        return y.float()
+
+    margin = min(info.halo, max((overlap - 1) // 2, 0))
+    outs = []
+    done = 0
+    for i in range(n):
+        xi = batch0[i]
+        if estimate is not None:
+            with torch.inference_mode():
+                globals_ = dict(estimate(xi[None].to(device)))
+        yi = yield from _offset(
+            iter_tiled_apply(
+                xi, run, tile=tile, overlap=overlap, margin=margin,
+                multiple=info.size_multiple, batch_size=batch_size,
+            ),
+            done,
+        )
+        done += _count(xi, tile, overlap, info)
+        outs.append(yi)
+    y = _from_model_channels(torch.stack(outs), mode, c)
+    y = ((y - vlo) / (vhi - vlo)).numpy().transpose(1, 2, 0)
+    if alpha is not None:
+        y = np.concatenate([y, alpha], axis=-1)
+    if not has_channels:
+        y = y[..., 0]
+    return _from_unit(y, lo, hi, dtype)
+
+
+def _expand(v, n: int):
+    """Repeat a per-plane global (batch 1) to a batch of ``n`` tiles."""
+    if hasattr(v, "shape") and v.ndim >= 1 and v.shape[0] == 1 and n > 1:
+        return v.expand(n, *v.shape[1:])
+    return v
+
+
+def _offset(gen: Generator[int, None, Any], offset: int) -> Generator[int, None, Any]:
+    """Re-yield ``gen``'s counts shifted by ``offset`` and return its result."""
+    while True:
+        try:
+            d = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield offset + d
+
+
+def _count(x, tile: int, overlap: int, info: ModelInfo) -> int:
+    from .tiling import count_tiles
+
+    return count_tiles(x.shape[-2], x.shape[-1], tile=tile, overlap=overlap, multiple=info.size_multiple)
+
+
+def _planes_per_image(info: ModelInfo, c: int) -> int:
+    return c if info.in_channels == 1 and c > 1 else 1
+
+
+# --------------------------------------------------------------------------- numpy
+def iter_predict(
+    image: np.ndarray,
+    model: Any,
+    *,
+    channel_axis: Any = "auto",
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    device: Any = "auto",
+    batch_size: int = 1,
+    amp: bool = False,
+    value_range: Any = None,
+) -> Generator[Progress, None, np.ndarray]:
+    """Generator form of :func:`predict` for numpy arrays.
+
+    Yields :class:`Progress` after every batch of tiles and returns the result
+    (``result = yield from iter_predict(...)``), so a GUI worker can report
+    progress and stop between tiles.  Arguments as in :func:`predict`.
+    """
+    info = check_model(model)
+    if _is_dask(image):
+        raise TypeError("iter_predict takes a numpy array; use predict() for dask arrays")
+    axis = validate_image(image, info, channel_axis)
+    tile, overlap, batch_size = _check_tiling_args(info, tile, overlap, batch_size)
+    dev = select_device(device)
+    model.to(dev)
+    model.eval()
+
+    moved = image if axis is None else np.moveaxis(image, axis, -1)
+    plane_ndim = 2 if axis is None else 3
+    lead = moved.shape[: moved.ndim - plane_ndim]
+    h, w = moved.shape[len(lead) : len(lead) + 2]
+    c = 1 if axis is None else moved.shape[-1]
+    c_eff = 3 if (c == 4 and info.in_channels in (3, 1)) else c
+    n_planes = int(np.prod(lead)) if lead else 1
+
+    while True:
+        try:
+            from .tiling import count_tiles
+
+            per_plane = count_tiles(h, w, tile=tile, overlap=overlap, multiple=info.size_multiple)
+            total = n_planes * per_plane * _planes_per_image(info, c_eff)
+            out = np.empty(moved.shape, dtype=image.dtype)
+            done = 0
+            yield Progress(0, total)
+            for idx in np.ndindex(*lead) if lead else [()]:
+                gen = _iter_plane(
+                    np.asarray(moved[idx]), model, info, device=dev, tile=tile, overlap=overlap,
+                    batch_size=batch_size, amp=amp, value_range=value_range,
+                )
+                base = done
+                while True:
+                    try:
+                        d = next(gen)
+                    except StopIteration as stop:
+                        out[idx] = stop.value
+                        break
+                    done = base + d
+                    yield Progress(done, total)
+            break
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
+            if not _is_oom(exc):
+                raise
+            tile = _shrink_after_oom(exc, dev, tile, overlap, info)
+    return out if axis is None else np.moveaxis(out, -1, axis)
+
+
+def _shrink_after_oom(exc: BaseException, dev, tile: int, overlap: int, info: ModelInfo) -> int:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    new_tile = -(-(tile // 2) // info.size_multiple) * info.size_multiple
+    floor = max(MIN_TILE, overlap + info.size_multiple, info.min_size)
+    if tile <= floor or new_tile < floor:
+        raise MemoryError(
+            f"out of memory on {dev} even with {tile} px tiles; use device='cpu', "
+            "a smaller batch_size or a smaller model"
+        ) from exc
+    msg = f"out of memory on {dev} with {tile} px tiles; retrying with {new_tile} px tiles"
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    log.warning(msg)
+    return new_tile
+
+
+def _check_tiling_args(info: ModelInfo, tile: int, overlap: int | None, batch_size: int):
+    if not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"tile must be a positive integer (pixels), got {tile!r}")
+    if overlap is None:
+        overlap = default_overlap(info)
+    if not isinstance(overlap, (int, np.integer)) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    if tile <= overlap:
+        raise ValueError(
+            f"tile ({tile} px) must be larger than the overlap ({overlap} px); "
+            f"{info.name} needs an overlap of {default_overlap(info)} px for seamless tiles"
+        )
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(tile), int(overlap), int(batch_size)
+
+
+def _run_numpy(image: np.ndarray, model: Any, **kwargs: Any) -> np.ndarray:
+    gen = iter_predict(image, model, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+# --------------------------------------------------------------------------- public
+def predict(
+    image: Any,
+    model: Any,
+    *,
+    channel_axis: Any = "auto",
+    tile: int = DEFAULT_TILE,
+    overlap: int | None = None,
+    device: Any = "auto",
+    batch_size: int = 1,
+    amp: bool = False,
+    value_range: Any = None,
+    progress: Callable[[Progress], None] | None = None,
+):
+    """Run ``model`` over every image plane of ``image``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array
+        ``(..., H, W)`` grayscale or ``(..., H, W, C)`` with channels; leading
+        axes (time, z, ...) are iterated.  uint8, uint16, int16 or float.
+    model
+        A network following :class:`napari_nlcl.model.Model`.
+    channel_axis : int, None or "auto"
+        Axis holding colour channels (scikit-image convention: ``None`` means
+        grayscale).  ``"auto"`` treats a trailing axis of length 3 or 4 as
+        RGB(A); alpha is passed through untouched.
+    tile, overlap : int
+        Tile size and overlap in pixels.  The default overlap is derived from
+        the model's receptive field so that seams vanish; peak memory depends
+        on ``tile`` and ``batch_size``, not on the image or stack size.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU) or an explicit torch device.
+    batch_size : int
+        Tiles per forward pass.
+    amp : bool
+        Half-precision autocast on CUDA (ignored elsewhere).
+    value_range : None, "plane" or (low, high)
+        How intensities are normalised; see the module documentation.
+    progress : callable, optional
+        Called with a :class:`Progress` after each batch of tiles (numpy only).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        Same shape and dtype as ``image``; lazy when ``image`` is a dask array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_nlcl import load_model, predict
+    >>> hazy = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    >>> out = predict(hazy, load_model("dcp"), device="cpu")
+    >>> out.shape, out.dtype
+    ((64, 64, 3), dtype('float32'))
+    """
+    kwargs = dict(
+        channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
+        batch_size=batch_size, amp=amp, value_range=value_range,
+    )
+    if _is_dask(image):
+        return _predict_dask(image, model, **kwargs)
+    if progress is None:
+        return _run_numpy(image, model, **kwargs)
+    gen = iter_predict(image, model, **kwargs)
+    while True:
+        try:
+            progress(next(gen))
+        except StopIteration as stop:
+            return stop.value
+
+
+def _predict_block(block: np.ndarray, *, model: Any, **kwargs: Any) -> np.ndarray:
+    return _run_numpy(block, model, **kwargs)
+
+
+def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
+    import dask.array as da
+
+    info = check_model(model)
+    axis = validate_image(image, info, channel_axis)
+    _check_tiling_args(info, kwargs["tile"], kwargs["overlap"], kwargs["batch_size"])
+    select_device(kwargs["device"])  # fail now, not at compute time
+    moved = image if axis is None else da.moveaxis(image, axis, -1)
+    plane_ndim = 2 if axis is None else 3
+    n_lead = moved.ndim - plane_ndim
+    chunks = (1,) * n_lead + tuple(moved.shape[n_lead:])
+    moved = moved.rechunk(chunks)
+    fn = partial(
+        _predict_block, model=model, channel_axis=None if axis is None else -1, **kwargs
+    )
+    out = da.map_blocks(
+        fn, moved, dtype=image.dtype, chunks=moved.chunks,
+        name=f"nlcl-{info.task}-{uuid.uuid4().hex}",
+        meta=np.empty((0,) * moved.ndim, dtype=image.dtype),
+    )
+    return out if axis is None else da.moveaxis(out, -1, axis)

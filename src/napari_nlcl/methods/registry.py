@@ -1,0 +1,84 @@
+"""Named methods that widgets, the CLI and the function API can offer.
+
+A method is registered with the import path of a factory (``"module:callable"``)
+so listing methods never imports torch; the factory runs only when a model is
+built.  New methods (learned dehazers, derainers, translators) register here
+and appear in every front end without changes to them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """A user-facing option of a method, shown in widgets and accepted by the CLI."""
+
+    name: str
+    default: float | int
+    minimum: float | int
+    maximum: float | int
+    label: str
+    step: float | int = 1
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    task: str
+    factory: str  # "package.module:callable" returning a Model
+    description: str
+    options: tuple[Option, ...] = ()
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> None:
+    """Add a method; re-registering a name replaces it."""
+    if ":" not in spec.factory:
+        raise ValueError(f"factory must look like 'module:callable', got {spec.factory!r}")
+    _REGISTRY[spec.name] = spec
+
+
+def methods(task: str | None = None) -> list[MethodSpec]:
+    """Registered methods, optionally only those for ``task``."""
+    return [s for s in _REGISTRY.values() if task is None or s.task == task]
+
+
+def get(name: str, task: str | None = None) -> MethodSpec:
+    spec = _REGISTRY.get(name)
+    if spec is None or (task is not None and spec.task != task):
+        names = ", ".join(repr(s.name) for s in methods(task)) or "none"
+        what = f"{task} method" if task else "method"
+        raise ValueError(f"unknown {what} {name!r}; available: {names}")
+    return spec
+
+
+def build(name: str, task: str | None = None, **kwargs: Any):
+    """Build the model of method ``name`` with keyword options."""
+    spec = get(name, task)
+    module, attr = spec.factory.split(":")
+    factory = getattr(importlib.import_module(module), attr)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise TypeError(f"bad option for method {name!r}: {exc}") from exc
+
+
+register(
+    MethodSpec(
+        name="dcp",
+        task="dehaze",
+        factory="napari_nlcl.methods.dcp:DarkChannelPrior",
+        description="Dark Channel Prior (He et al. 2009): no training, any number of channels",
+        options=(
+            Option("omega", 0.95, 0.5, 1.0, "strength (omega)", 0.01),
+            Option("t0", 0.1, 0.01, 0.5, "min transmission (t0)", 0.01),
+            Option("patch", 15, 3, 63, "patch size (px)", 2),
+        ),
+    )
+)

@@ -1,0 +1,101 @@
+"""Built-in sample data, generated from scikit-image's bundled images.
+
+Everything is made on the fly from ``skimage.data.rocket()`` (a SpaceX launch
+photo released into the public domain) with the project's own synthesis
+(:mod:`napari_nlcl.synth`), with fixed seeds, so nothing is downloaded and the
+results are reproducible.  ``sample_data/`` in the repository holds PNG copies
+written by :func:`write_samples` (``python sample_data/generate.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STACK_FRAMES = 20
+
+
+@dataclass
+class Sample:
+    data: Any
+    name: str
+    description: str
+    layer_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _rocket() -> np.ndarray:
+    from skimage import data
+
+    return data.rocket()  # (427, 640, 3) uint8
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def hazy_scene() -> Sample:
+    """The launch pad under synthetic haze (depth: sky far, ground near)."""
+    from .synth import add_haze, random_depth
+
+    clean = _rocket()
+    depth = random_depth(clean.shape[:2], rng=7, ramp=0.75, smoothness=0.2, sky_fraction=0.35)
+    hazy, _ = add_haze(clean, beta=1.6, airlight=(0.86, 0.87, 0.9), depth=depth, rng=7)
+    return Sample(_to_uint8(hazy), "hazy scene", "synthetic haze, beta 1.6", {"rgb": True})
+
+
+def _rain_frame(index: int) -> np.ndarray:
+    from .synth import add_rain
+
+    rainy, _ = add_rain(
+        _rocket(), density=0.03, angle=-12.0, length=24, width=1.2, opacity=0.8, layers=2,
+        rng=1000 + index,
+    )
+    return _to_uint8(rainy)
+
+
+def rainy_scene() -> Sample:
+    """The launch pad in synthetic rain (two streak layers)."""
+    return Sample(_rain_frame(0), "rainy scene", "synthetic rain, two layers", {"rgb": True})
+
+
+def rainy_stack(n_frames: int = STACK_FRAMES) -> Sample:
+    """A lazily generated rainy time series: fixed scene, new rain every frame.
+
+    Each frame is synthesised only when napari (or ``.compute()``) asks for it.
+    """
+    import dask
+    import dask.array as da
+
+    shape = _rocket().shape
+    frames = [
+        da.from_delayed(dask.delayed(_rain_frame)(i), shape=shape, dtype=np.uint8)
+        for i in range(n_frames)
+    ]
+    return Sample(
+        da.stack(frames), "rainy stack", f"{n_frames} lazily generated rainy frames",
+        {"rgb": True, "contrast_limits": (0, 255)},
+    )
+
+
+SAMPLES: dict[str, Callable[[], Sample]] = {
+    "hazy_scene": hazy_scene,
+    "rainy_scene": rainy_scene,
+    "rainy_stack": rainy_stack,
+}
+
+
+def write_samples(folder: str | os.PathLike) -> list[Path]:
+    """Write the single-image samples as PNG files into ``folder``."""
+    from .io import write_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key in ("hazy_scene", "rainy_scene"):
+        paths.append(write_image(folder / f"{key}.png", SAMPLES[key]().data))
+    return paths
