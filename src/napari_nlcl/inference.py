@@ -169,6 +169,11 @@ def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None
     return axis
 
 
+def _plane_hw(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
+    spatial = [s for i, s in enumerate(shape) if i != axis]
+    return spatial[-2], spatial[-1]
+
+
 def _check_finite(plane: np.ndarray) -> None:
     if plane.dtype.kind == "f" and not np.isfinite(plane).all():
         raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
@@ -353,7 +358,8 @@ def iter_predict(
     if _is_dask(image):
         raise TypeError("iter_predict takes a numpy array; use predict() for dask arrays")
     axis = validate_image(image, info, channel_axis)
-    tile, overlap, batch_size = _check_tiling_args(info, tile, overlap, batch_size)
+    hw = _plane_hw(image.shape, axis)
+    tile, overlap, batch_size = _check_tiling_args(info, tile, overlap, batch_size, hw)
     dev = select_device(device)
     model.to(dev)
     model.eval()
@@ -415,14 +421,18 @@ def _shrink_after_oom(exc: BaseException, dev, tile: int, overlap: int, info: Mo
     return new_tile
 
 
-def _check_tiling_args(info: ModelInfo, tile: int, overlap: int | None, batch_size: int):
+def _check_tiling_args(
+    info: ModelInfo, tile: int, overlap: int | None, batch_size: int,
+    plane_hw: tuple[int, int] | None = None,
+):
     if not isinstance(tile, (int, np.integer)) or tile < 1:
         raise ValueError(f"tile must be a positive integer (pixels), got {tile!r}")
     if overlap is None:
         overlap = default_overlap(info)
     if not isinstance(overlap, (int, np.integer)) or overlap < 0:
         raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
-    if tile <= overlap:
+    needs_tiles = plane_hw is None or max(plane_hw) > tile
+    if tile <= overlap and needs_tiles:
         raise ValueError(
             f"tile ({tile} px) must be larger than the overlap ({overlap} px); "
             f"{info.name} needs an overlap of {default_overlap(info)} px for seamless tiles"
@@ -522,7 +532,9 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
 
     info = check_model(model)
     axis = validate_image(image, info, channel_axis)
-    _check_tiling_args(info, kwargs["tile"], kwargs["overlap"], kwargs["batch_size"])
+    _check_tiling_args(
+        info, kwargs["tile"], kwargs["overlap"], kwargs["batch_size"], _plane_hw(image.shape, axis)
+    )
     select_device(kwargs["device"])  # fail now, not at compute time
     moved = image if axis is None else da.moveaxis(image, axis, -1)
     plane_ndim = 2 if axis is None else 3

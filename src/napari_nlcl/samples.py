@@ -43,16 +43,16 @@ def hazy_scene() -> Sample:
     from .synth import add_haze, random_depth
 
     clean = _rocket()
-    depth = random_depth(clean.shape[:2], rng=7, ramp=0.75, smoothness=0.2, sky_fraction=0.35)
-    hazy, _ = add_haze(clean, beta=1.6, airlight=(0.86, 0.87, 0.9), depth=depth, rng=7)
-    return Sample(_to_uint8(hazy), "hazy scene", "synthetic haze, beta 1.6", {"rgb": True})
+    depth = random_depth(clean.shape[:2], rng=7, ramp=0.8, smoothness=0.2)
+    hazy, _ = add_haze(clean, beta=1.8, airlight=(0.86, 0.87, 0.9), depth=depth, rng=7)
+    return Sample(_to_uint8(hazy), "hazy scene", "synthetic haze, beta 1.8", {"rgb": True})
 
 
 def _rain_frame(index: int) -> np.ndarray:
     from .synth import add_rain
 
     rainy, _ = add_rain(
-        _rocket(), density=0.03, angle=-12.0, length=24, width=1.2, opacity=0.8, layers=2,
+        _rocket(), density=0.012, angle=-12.0, length=22, width=1.0, opacity=0.6, layers=2,
         rng=1000 + index,
     )
     return _to_uint8(rainy)

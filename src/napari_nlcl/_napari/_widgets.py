@@ -127,7 +127,7 @@ class TaskWidget(Container):
     def _prepare(self):
         """Validate the selection in the main thread; return (layer, model, kwargs)."""
         from napari_nlcl.api import load_model
-        from napari_nlcl.inference import check_model, validate_image
+        from napari_nlcl.inference import _check_tiling_args, check_model, validate_image
 
         layer = self.layer_combo.value
         if layer is None:
@@ -136,7 +136,10 @@ class TaskWidget(Container):
             raise ValueError(f"layer {layer.name!r} is multiscale; these are not supported yet")
         model = load_model(self.method_combo.value, task=self.task, **self.options())
         channel_axis = -1 if layer.rgb else None
-        validate_image(layer.data, check_model(model), channel_axis)
+        info = check_model(model)
+        validate_image(layer.data, info, channel_axis)
+        hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
+        _check_tiling_args(info, int(self.tile_spin.value), None, 1, tuple(hw))
         kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
                       device=self.device_combo.value)
         return layer, model, kwargs
@@ -171,7 +174,7 @@ class TaskWidget(Container):
 
         from napari_nlcl.inference import iter_predict
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # errors go to _on_error, not re-raised
         def work():
             import numpy as np
 
@@ -261,7 +264,7 @@ class TaskWidget(Container):
             _notify_error(str(exc))
             return None
 
-        @thread_worker
+        @thread_worker(ignore_errors=True)  # errors go to _on_error, not re-raised
         def work():
             result = yield from iter_write(path, lazy, rgb=layer.rgb)
             return result

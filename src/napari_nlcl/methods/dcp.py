@@ -250,15 +250,17 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
     g, p = _working(guide), _working(src)
     common = torch.promote_types(g.dtype, p.dtype)
     g, p = g.to(common), p.to(common)
-    mean_i = box_filter(g, radius)
-    mean_p = box_filter(p, radius)
-    corr_ip = box_filter(g * p, radius)
-    corr_ii = box_filter(g * g, radius)
+    c = p.shape[1]
+    # all window statistics in one box-filter call: [I, I*I, p, I*p]
+    stats = box_filter(torch.cat([g, g * g, p, g * p], dim=1), radius)
+    mean_i, corr_ii = stats[:, 0:1], stats[:, 1:2]
+    mean_p, corr_ip = stats[:, 2 : 2 + c], stats[:, 2 + c :]
     var_i = corr_ii - mean_i * mean_i
     cov_ip = corr_ip - mean_i * mean_p
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    q = box_filter(a, radius) * g + box_filter(b, radius)
+    mean_ab = box_filter(torch.cat([a, b], dim=1), radius)
+    q = mean_ab[:, :c] * g + mean_ab[:, c:]
     return q.to(out_dtype)
 
 

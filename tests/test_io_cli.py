@@ -1,0 +1,143 @@
+"""File reading/writing (atomic, lazy) and the command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+
+from napari_nlcl import cli, io
+
+
+def _stack(n=3, h=40, w=50):
+    rng = np.random.default_rng(0)
+    return (rng.random((n, h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_tiff_stack_roundtrip_is_lazy(tmp_path):
+    data = _stack()
+    path = io.write_image(tmp_path / "s.tif", data)
+    back = io.read_image(path)
+    assert isinstance(back, da.Array) and back.shape == data.shape
+    np.testing.assert_array_equal(back.compute(), data)
+
+
+def test_zarr_roundtrip(tmp_path):
+    data = _stack()
+    io.write_image(tmp_path / "s.zarr", da.from_array(data, chunks=(1, 40, 50, 3)))
+    back = io.read_image(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(np.asarray(back), data)
+    io.write_image(tmp_path / "s.zarr", data[:2])  # overwrite replaces it whole
+    assert io.read_image(tmp_path / "s.zarr").shape[0] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]  # no temporaries left
+
+
+def test_folder_is_a_lazy_stack_in_natural_order(tmp_path):
+    data = _stack(n=3)
+    for i, name in enumerate(["f10.png", "f2.png", "f1.png"]):
+        io.write_image(tmp_path / name, data[i])
+    stack = io.read_image(tmp_path)
+    assert isinstance(stack, da.Array) and stack.shape == (3, 40, 50, 3)
+    np.testing.assert_array_equal(stack[0].compute(), data[2])  # f1
+    np.testing.assert_array_equal(stack[2].compute(), data[0])  # f10
+
+
+def test_folder_with_mixed_sizes_fails_clearly(tmp_path):
+    io.write_image(tmp_path / "a.png", np.zeros((10, 10), np.uint8))
+    io.write_image(tmp_path / "b.png", np.zeros((12, 10), np.uint8))
+    stack = io.read_image(tmp_path)
+    with pytest.raises(ValueError, match="images of one size"):
+        stack.compute()
+
+
+def test_failed_write_leaves_nothing_and_keeps_old_file(tmp_path):
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"precious")
+
+    class Exploding:
+        shape = (3, 10, 10)
+        dtype = np.dtype(np.uint8)
+        nbytes = 300
+
+        def __getitem__(self, idx):
+            if idx == (2,):
+                raise RuntimeError("disk on fire")
+            return np.zeros((10, 10), np.uint8)
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        io.write_image(target, Exploding())
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+@pytest.mark.parametrize(
+    "name,data,exc,match",
+    [
+        ("x.gif", np.zeros((4, 4), np.uint8), ValueError, "use one of"),
+        ("missing/x.png", np.zeros((4, 4), np.uint8), FileNotFoundError, "does not exist"),
+        ("x.png", np.zeros((2, 8, 8), np.uint8), ValueError, "write .tif or .zarr"),
+        ("x.png", np.full((4, 4), 7.5), ValueError, "8-bit"),
+    ],
+)
+def test_write_errors(tmp_path, name, data, exc, match):
+    with pytest.raises(exc, match=match):
+        io.write_image(tmp_path / name, data)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        io.read_image(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="could not read"):
+        io.read_image(tmp_path / "bad.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        io.read_image(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------- CLI
+def test_cli_sample_to_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["dehaze", "--sample", "hazy_scene", "--device", "cpu"]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == tmp_path / "hazy_scene_dehazed.png"
+    result = io.read_image(out)
+    assert result.shape == (427, 640, 3) and result.dtype == np.uint8
+
+
+def test_cli_stack_roundtrip(tmp_path, capsys):
+    from napari_nlcl import synth
+
+    rng = np.random.default_rng(1)
+    clean = rng.random((2, 48, 64, 3)).astype(np.float32) * 0.5
+    hazy = np.stack([synth.add_haze(c, beta=1.5, rng=i)[0] for i, c in enumerate(clean)])
+    src = io.write_image(tmp_path / "hazy.tif", (hazy * 65535).astype(np.uint16))
+    assert cli.main(["dehaze", str(src), "-o", str(tmp_path / "clear.zarr"), "-O", "omega=0.9"]) == 0
+    assert capsys.readouterr().out.strip().endswith("clear.zarr")
+    out = np.asarray(io.read_image(tmp_path / "clear.zarr"))
+    assert out.shape == hazy.shape and out.dtype == np.uint16
+    assert cli.main(["dehaze", str(src)]) == 0  # default name beside the input
+    assert (tmp_path / "hazy_dehazed.tif").exists()
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["dehaze", str(tmp_path / "nope.tif")]) == 2
+    assert "input not found" in capsys.readouterr().err
+    img = io.write_image(tmp_path / "tiny.png", np.zeros((5, 5, 3), np.uint8))
+    assert cli.main(["dehaze", str(img), "-o", str(tmp_path / "o.png")]) == 2
+    assert "needs at least" in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+    assert cli.main(["dehaze", str(img), "-O", "colour=red"]) == 2
+    assert "bad option" in capsys.readouterr().err
+
+
+def test_cli_lists_methods_and_writes_samples(tmp_path, capsys):
+    assert cli.main(["methods"]) == 0
+    assert "dcp" in capsys.readouterr().out
+    assert cli.main(["samples", str(tmp_path)]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["hazy_scene.png", "rainy_scene.png"]

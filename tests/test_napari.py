@@ -1,0 +1,165 @@
+"""The napari side, run for real on a viewer under Xvfb."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_nlcl._napari import _widgets
+from napari_nlcl._napari._widgets import DehazeWidget
+
+pytest.importorskip("napari")
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
+    return seen
+
+
+@pytest.fixture
+def widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = DehazeWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    return viewer, w
+
+
+def _hazy(shape=(96, 128, 3)):
+    from napari_nlcl import synth
+
+    rng = np.random.default_rng(0)
+    clean = rng.random(shape[:2] + (3,)).astype(np.float32) * 0.6
+    hazy, _ = synth.add_haze(clean, beta=1.5, rng=1)
+    return (hazy * 255).astype(np.uint8)
+
+
+def test_manifest_is_valid():
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution("napari-nlcl")
+    pm.validate_imports()
+    assert pm.categories == ["Image Processing"]
+    assert "napari/layers/filter" in pm.contributions.menus
+
+
+def test_layer_choices_follow_viewer(widget):
+    viewer, w = widget
+    assert w.layer_combo.choices == ()
+    layer = viewer.add_image(_hazy(), name="hazy")
+    assert w.layer_combo.value is layer
+    viewer.add_points()  # not an image: not offered
+    assert len(w.layer_combo.choices) == 1
+
+
+def test_dehaze_numpy_layer(widget, qtbot, errors):
+    viewer, w = widget
+    data = _hazy((300, 320, 3))
+    layer = viewer.add_image(data.copy(), name="hazy", rgb=True)
+    w.tile_spin.value = 192  # several tiles: progress moves
+    worker = w.run()
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        pass
+    assert errors == []
+    out = viewer.layers["hazy dehazed"]
+    assert out.data.shape == data.shape and out.data.dtype == np.uint8
+    assert out.data.std() > layer.data.std()  # contrast restored
+    np.testing.assert_array_equal(layer.data, data)  # input untouched
+    assert w.progress.value == w.progress.max
+    # running again updates the same layer in place
+    w._option_widgets["omega"].value = 0.7
+    worker = w.run()
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        pass
+    assert viewer.layers["hazy dehazed"] is out
+    assert len(viewer.layers) == 2
+
+
+def test_lazy_stack_layer_computes_nothing_until_asked(widget, errors):
+    viewer, w = widget
+    reads: list[int] = []
+    frame = _hazy((64, 80, 3))
+
+    def load(i):
+        reads.append(i)
+        return frame
+
+    stack = da.stack([da.from_delayed(dask.delayed(load)(i), frame.shape, np.uint8) for i in range(30)])
+    viewer.add_image(stack, name="stack", rgb=True, contrast_limits=(0, 255))
+    viewer.dims.set_current_step(0, 0)
+    reads.clear()
+    assert w.run() is None  # lazy: no worker needed
+    out = viewer.layers["stack dehazed"]
+    assert isinstance(out.data, da.Array) and out.data.shape == stack.shape
+    assert len(set(reads)) <= 2  # only what napari shows, never the whole stack
+    reads.clear()
+    plane = np.asarray(out.data[17])
+    assert reads == [17] and plane.shape == frame.shape
+    assert errors == []
+
+
+def test_stop_leaves_layers_unchanged(widget, qtbot):
+    viewer, w = widget
+    viewer.add_image(np.stack([_hazy((256, 256, 3))] * 8), name="big", rgb=True)
+    w.tile_spin.value = 192
+    worker = w.run()
+    with qtbot.waitSignal(worker.yielded, timeout=30000):
+        pass
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        w.stop()
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert "stopped" in w.status.value
+    assert w.run_button.enabled and not w.stop_button.enabled
+
+
+def test_bad_layer_shows_error_and_changes_nothing(widget, errors, qtbot):
+    viewer, w = widget
+    viewer.add_image(_hazy(), name="ok")
+    w.tile_spin.value = 64  # smaller than the overlap DCP needs
+    assert w.run() is None
+    assert "larger than the overlap" in errors.pop()
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((6, 6), np.float32), name="tiny")
+    assert w.run() is None
+    assert errors and "needs at least" in errors[0]
+    viewer.add_image(np.full((40, 40), np.nan, np.float32), name="nan")
+    w.layer_combo.value = viewer.layers["nan"]
+    worker = w.run()  # NaN is found while processing and reported by the worker
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        pass
+    assert any("NaN" in e for e in errors)
+    assert [layer.name for layer in viewer.layers] == ["tiny", "nan"]
+
+
+def test_save_stack_to_zarr(widget, qtbot, tmp_path, errors):
+    viewer, w = widget
+    stack = np.stack([_hazy((64, 64, 3))] * 3)
+    viewer.add_image(stack, name="s", rgb=True)
+    w.zarr_path.value = tmp_path / "out.zarr"
+    worker = w.save_zarr()
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        pass
+    assert errors == []
+    from napari_nlcl.io import read_image
+
+    saved = np.asarray(read_image(tmp_path / "out.zarr"))
+    assert saved.shape == stack.shape
+    assert "saved" in w.status.value
+
+
+def test_sample_data_opens(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nlcl", "hazy_scene")
+    viewer.open_sample("napari-nlcl", "rainy_stack")
+    assert viewer.layers["hazy scene"].rgb
+    stack = viewer.layers["rainy stack"]
+    assert isinstance(stack.data, da.Array) and stack.data.shape[0] == 20
+
+
+def test_widget_from_plugin_manager(make_napari_viewer):
+    viewer = make_napari_viewer()
+    dock, w = viewer.window.add_plugin_dock_widget("napari-nlcl", "Dehaze")
+    assert isinstance(w, DehazeWidget)
