@@ -121,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         hazy = load(p)
         rows.append((hazy, dehaze(model, hazy)))
         print(f"{p.name}: {hazy.shape[1]}x{hazy.shape[0]}")
-    cfg = ", ".join(f"{k}={v}" for k, v in model.info.config.items() if k != "refine")
-    canvas = grid(rows, ("hazy input", f"Dark Channel Prior ({cfg})"))
+    c = model.info.config
+    cfg = f"patch={c['patch']} omega={c['omega']} t0={c['t0']} r={c['radius']} eps={c['eps']:g}"
+    canvas = grid(rows, ("hazy input", f"DCP: {cfg}"))
 
     from PIL import Image
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)).save(args.out)
+    Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return 0
 

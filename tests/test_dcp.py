@@ -35,6 +35,14 @@ def _single_thread():
     torch.set_num_threads(before)
 
 
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-6) -> None:
+    """Same shape and max |actual - expected| <= atol (cheap; torch.testing's
+    first call costs ~1 s of lazy imports)."""
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    err = float((actual.double() - expected.double()).abs().max())
+    assert err <= atol, f"max abs difference {err:.3g} > {atol:.3g}"
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
 
@@ -96,7 +104,7 @@ def test_dehaze_raises_psnr_and_finds_airlight(astronaut):
     x = to_tensor(hazy)
     out = to_numpy(dehaze_dcp(x))
     before, after = psnr(hazy, clean), psnr(out, clean)
-    # measured: 12.2 dB -> 22.8 dB (+10.6 dB) with the defaults
+    # measured: 12.2 dB -> 22.6 dB (+10.4 dB) with the defaults
     assert after - before >= 7.0, (before, after)
     assert out.min() >= 0.0 and out.max() <= 1.0
 
@@ -119,7 +127,7 @@ def test_transmission_map_tracks_true_transmission(astronaut):
     assert t.shape == (1, 1, 256, 256)
     assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
     corr = np.corrcoef(t[0, 0].numpy().ravel(), t_true.ravel())[0, 1]
-    assert corr > 0.8, corr
+    assert corr > 0.8, corr  # measured: 0.95
 
 
 # --------------------------------------------------------------------------
@@ -131,11 +139,11 @@ def test_module_matches_function(astronaut):
     x = to_tensor(astronaut[1])
     kw = dict(patch=9, omega=0.9, t0=0.15, radius=12, eps=1e-3, top=0.002)
     model = DarkChannelPrior(**kw).eval()
-    torch.testing.assert_close(model(x), dehaze_dcp(x, **kw), rtol=0, atol=0)
+    assert_close(model(x), dehaze_dcp(x, **kw), atol=0)
     glob = model.estimate_globals(x)
     assert set(glob) == {"airlight"} and glob["airlight"].shape == (1, 3)
-    torch.testing.assert_close(glob["airlight"], estimate_airlight(x, dark_channel(x, 9), top=0.002))
-    torch.testing.assert_close(model(x, **glob), dehaze_dcp(x, airlight=glob["airlight"], **kw))
+    assert_close(glob["airlight"], estimate_airlight(x, dark_channel(x, 9), top=0.002))
+    assert_close(model(x, **glob), dehaze_dcp(x, airlight=glob["airlight"], **kw))
 
 
 def test_model_info_and_protocol():
@@ -148,7 +156,7 @@ def test_model_info_and_protocol():
     assert info.receptive_field == 15 + 4 * info.config["radius"] == dcp_receptive_field()
     assert info.halo == 7 + 2 * info.config["radius"]
     assert info.config == {
-        "patch": 15, "omega": 0.95, "t0": 0.2, "radius": 30, "eps": 1e-4, "top": 0.001, "refine": True,
+        "patch": 15, "omega": 0.95, "t0": 0.25, "radius": 30, "eps": 1e-4, "top": 0.001, "refine": True,
     }
     assert DarkChannelPrior(refine=False).info.receptive_field == 15
     assert DarkChannelPrior(patch=8, radius=3).info.receptive_field == 20
@@ -157,9 +165,9 @@ def test_model_info_and_protocol():
 def test_estimate_globals_downsamples_large_planes(big_hazy):
     model = DarkChannelPrior()
     full = model.estimate_globals(big_hazy)["airlight"]
-    model.airlight_max_pixels = 128 * 128  # force the downsampled path (factor 4)
+    model.airlight_max_pixels = 256 * 256  # force the downsampled path (factor 2)
     small = model.estimate_globals(big_hazy)["airlight"]
-    torch.testing.assert_close(small, full, rtol=0, atol=0.03)
+    assert_close(small, full, atol=0.03)
 
 
 # --------------------------------------------------------------------------
@@ -173,13 +181,13 @@ def test_batch_equals_individual(astronaut):
     b = to_tensor(haze(coffee, [0.7, 0.75, 0.8], beta=1.0, seed=3)[0])
     batch = torch.cat([a, b])
     air = estimate_airlight(batch, dark_channel(batch))
-    torch.testing.assert_close(air[0:1], estimate_airlight(a, dark_channel(a)))
-    torch.testing.assert_close(air[1:2], estimate_airlight(b, dark_channel(b)))
+    assert_close(air[0:1], estimate_airlight(a, dark_channel(a)))
+    assert_close(air[1:2], estimate_airlight(b, dark_channel(b)))
     assert not torch.allclose(air[0], air[1], atol=0.02)  # the images really differ
     model = DarkChannelPrior()
     out = model(batch)
-    torch.testing.assert_close(out[0:1], model(a), rtol=0, atol=1e-6)
-    torch.testing.assert_close(out[1:2], model(b), rtol=0, atol=1e-6)
+    assert_close(out[0:1], model(a), atol=1e-6)
+    assert_close(out[1:2], model(b), atol=1e-6)
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +236,7 @@ def test_module_tiles_with_global_airlight(big_hazy):
     halo = model.info.halo
     full = model(big_hazy, **glob)[..., 140:236, 120:248]
     tile = model(big_hazy[..., 140 - halo : 236 + halo, 120 - halo : 248 + halo], **glob)
-    torch.testing.assert_close(tile[..., halo:-halo, halo:-halo], full, rtol=0, atol=1e-5)
+    assert_close(tile[..., halo:-halo, halo:-halo], full, atol=1e-5)
 
 
 def test_tiles_smaller_than_the_windows():
@@ -252,8 +260,8 @@ def test_grayscale_dehazes():
     a = DarkChannelPrior().estimate_globals(x)["airlight"]
     assert a.shape == (1, 1) and abs(float(a) - 0.9) < 0.05
     # grey images are darker than colour ones (no min over channels), so
-    # the prior is weaker; it must still help
-    assert psnr(to_numpy(out), clean) > psnr(hazy, clean) + 1.0
+    # the prior is weaker; it must still help (measured: 12.4 -> 19.5 dB)
+    assert psnr(to_numpy(out), clean) > psnr(hazy, clean) + 4.0
 
 
 @pytest.mark.parametrize("channels", [2, 4])
@@ -271,7 +279,7 @@ def test_dtypes_round_trip(astronaut, dtype):
     out = dehaze_dcp(x.to(dtype))
     assert out.dtype == dtype
     tol = {torch.float16: 2e-2, torch.bfloat16: 8e-2, torch.float64: 1e-5}[dtype]
-    torch.testing.assert_close(out.float(), ref, rtol=0, atol=tol)
+    assert_close(out.float(), ref, atol=tol)
     assert DarkChannelPrior().transmission_map(x.to(dtype)).dtype == dtype
 
 
@@ -280,8 +288,8 @@ def test_airlight_forms_are_equivalent(astronaut):
     a = [0.8, 0.85, 0.9]
     ref = dehaze_dcp(x, airlight=torch.tensor([a]))
     for form in (a, torch.tensor(a), torch.tensor(a).view(1, 3, 1, 1)):
-        torch.testing.assert_close(dehaze_dcp(x, airlight=form), ref)
-    torch.testing.assert_close(dehaze_dcp(x, airlight=0.9), dehaze_dcp(x, airlight=[0.9, 0.9, 0.9]))
+        assert_close(dehaze_dcp(x, airlight=form), ref)
+    assert_close(dehaze_dcp(x, airlight=0.9), dehaze_dcp(x, airlight=[0.9, 0.9, 0.9]))
 
 
 # --------------------------------------------------------------------------
@@ -345,7 +353,7 @@ def test_box_filter_brute_force(radius):
         for j in range(a.shape[3]):
             ref[:, :, i, j] = padded[:, :, i : i + k, j : j + k].mean(axis=(2, 3))
     out = box_filter(torch.from_numpy(a), radius).numpy()
-    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, ref, atol=1e-6)
 
 
 @pytest.mark.parametrize("size", [1, 3, 4, 7, 15])
@@ -365,7 +373,7 @@ def test_dark_channel_and_transmission():
     t = transmission(x, [0.5, 1.0, 1.0], patch=5, omega=0.9)
     scaled = a / np.array([0.5, 1.0, 1.0], np.float32)[None, :, None, None]
     ref_t = 1 - 0.9 * ndimage.minimum_filter(scaled.min(axis=1, keepdims=True), size=(1, 1, 5, 5), mode="nearest")
-    np.testing.assert_allclose(t.numpy(), ref_t, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(t.numpy(), ref_t, atol=1e-6)
 
 
 def test_estimate_airlight_is_mean_of_brightest_dark_pixels():
@@ -383,11 +391,32 @@ def test_guided_filter_properties():
     rng = np.random.default_rng(8)
     guide = torch.from_numpy(rng.random((1, 1, 30, 30)).astype(np.float32))
     const = torch.full((1, 2, 30, 30), 0.3)
-    torch.testing.assert_close(guided_filter(guide, const, 3, 1e-3), const)
+    assert_close(guided_filter(guide, const, 3, 1e-3), const)
     # with a tiny eps, filtering the guide by itself preserves it
-    torch.testing.assert_close(guided_filter(guide, guide, 3, 1e-8), guide, rtol=0, atol=1e-3)
+    assert_close(guided_filter(guide, guide, 3, 1e-8), guide, atol=1e-3)
     # with a huge eps it degenerates to a double box filter of the source
     src = torch.from_numpy(rng.random((1, 1, 30, 30)).astype(np.float32))
-    torch.testing.assert_close(
-        guided_filter(guide, src, 3, 1e6), box_filter(box_filter(src, 3), 3), rtol=0, atol=1e-5
+    assert_close(
+        guided_filter(guide, src, 3, 1e6), box_filter(box_filter(src, 3), 3), atol=1e-5
     )
+
+
+_ACCELERATORS = [
+    d
+    for d, ok in (
+        ("cuda", torch.cuda.is_available()),
+        ("mps", getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()),
+    )
+    if ok
+]
+
+
+@pytest.mark.skipif(not _ACCELERATORS, reason="no GPU")
+@pytest.mark.parametrize("device", _ACCELERATORS or ["none"])
+def test_runs_on_accelerator(astronaut, device):
+    x = to_tensor(astronaut[1])
+    model = DarkChannelPrior().to(device)
+    out = model(x.to(device))
+    assert out.device.type == device
+    assert_close(out.cpu(), model.cpu()(x), atol=1e-3)
+    assert model(x.to(device).half()).dtype == torch.float16

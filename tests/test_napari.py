@@ -13,6 +13,12 @@ from napari_nlcl._napari._widgets import DehazeWidget
 pytest.importorskip("napari")
 
 
+def _wait_idle(qtbot, w, worker):
+    """Wait until the widget's worker has finished (its finished slot ran)."""
+    assert worker is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+
+
 @pytest.fixture
 def errors(monkeypatch):
     seen: list[str] = []
@@ -61,8 +67,7 @@ def test_dehaze_numpy_layer(widget, qtbot, errors):
     layer = viewer.add_image(data.copy(), name="hazy", rgb=True)
     w.tile_spin.value = 192  # several tiles: progress moves
     worker = w.run()
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        pass
+    _wait_idle(qtbot, w, worker)
     assert errors == []
     out = viewer.layers["hazy dehazed"]
     assert out.data.shape == data.shape and out.data.dtype == np.uint8
@@ -72,8 +77,7 @@ def test_dehaze_numpy_layer(widget, qtbot, errors):
     # running again updates the same layer in place
     w._option_widgets["omega"].value = 0.7
     worker = w.run()
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        pass
+    _wait_idle(qtbot, w, worker)
     assert viewer.layers["hazy dehazed"] is out
     assert len(viewer.layers) == 2
 
@@ -106,10 +110,9 @@ def test_stop_leaves_layers_unchanged(widget, qtbot):
     viewer.add_image(np.stack([_hazy((256, 256, 3))] * 8), name="big", rgb=True)
     w.tile_spin.value = 192
     worker = w.run()
-    with qtbot.waitSignal(worker.yielded, timeout=30000):
-        pass
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        w.stop()
+    qtbot.waitUntil(lambda: w.progress.value > 0, timeout=30000)
+    w.stop()
+    _wait_idle(qtbot, w, worker)
     assert [layer.name for layer in viewer.layers] == ["big"]
     assert "stopped" in w.status.value
     assert w.run_button.enabled and not w.stop_button.enabled
@@ -128,8 +131,7 @@ def test_bad_layer_shows_error_and_changes_nothing(widget, errors, qtbot):
     viewer.add_image(np.full((40, 40), np.nan, np.float32), name="nan")
     w.layer_combo.value = viewer.layers["nan"]
     worker = w.run()  # NaN is found while processing and reported by the worker
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        pass
+    _wait_idle(qtbot, w, worker)
     assert any("NaN" in e for e in errors)
     assert [layer.name for layer in viewer.layers] == ["tiny", "nan"]
 
@@ -140,8 +142,7 @@ def test_save_stack_to_zarr(widget, qtbot, tmp_path, errors):
     viewer.add_image(stack, name="s", rgb=True)
     w.zarr_path.value = tmp_path / "out.zarr"
     worker = w.save_zarr()
-    with qtbot.waitSignal(worker.finished, timeout=30000):
-        pass
+    _wait_idle(qtbot, w, worker)
     assert errors == []
     from napari_nlcl.io import read_image
 

@@ -77,7 +77,7 @@ register(
         description="Dark Channel Prior (He et al. 2009): no training, any number of channels",
         options=(
             Option("omega", 0.95, 0.5, 1.0, "strength (omega)", 0.01),
-            Option("t0", 0.1, 0.01, 0.5, "min transmission (t0)", 0.01),
+            Option("t0", 0.25, 0.01, 0.5, "min transmission (t0)", 0.01),
             Option("patch", 15, 3, 63, "patch size (px)", 2),
         ),
     )
