@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -73,16 +72,35 @@ def stack_memory(frames: int, size: int) -> dict:
     stack = da.stack(
         [da.from_delayed(dask.delayed(frame)(i), (size, size, 3), np.uint8) for i in range(frames)]
     )
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    # warm up (imports, first allocations) on one plane so the baseline is fair
+    predict(stack[:1], _identity(), device="cpu").compute()
+    base = proc.memory_info().rss
+    peak = [base]
+    running = True
+
+    def sample() -> None:
+        while running:
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         lazy = predict(stack, _identity(), device="cpu")
         write_image(Path(tmp) / "out.zarr", lazy)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    running = False
+    thread.join()
     return {
-        "frames": frames, "stack_MB": round(stack.nbytes / 1e6), "peak_rss_MB": round(peak / 1024),
-        "rss_before_MB": round(base / 1024), "seconds": round(seconds, 1),
+        "frames": frames, "stack_MB": round(stack.nbytes / 1e6),
+        "rss_before_MB": round(base / 2**20), "peak_rss_MB": round(peak[0] / 2**20),
+        "growth_MB": round((peak[0] - base) / 2**20), "seconds": round(seconds, 1),
     }
 
 
