@@ -8,12 +8,26 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from .methods import registry
 from .model import ModelInfo
 
 __all__ = ["available_methods", "dehaze", "load_model"]
+
+MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
+
+
+def _load_checkpoint_model(path: Path):
+    """The inference network of a trained model file, on the CPU, in eval mode."""
+    from .engine import load_recipe
+
+    recipe, _ = load_recipe(path, device="cpu")
+    model = recipe.inference_model()
+    model.eval()
+    return model
 
 
 def available_methods(task: str | None = None) -> list[str]:
@@ -26,16 +40,26 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
 
     Parameters
     ----------
-    model : str or Model
-        A registered method name (see :func:`available_methods`) or an
-        already built model, which is returned unchanged after a check.
+    model : str, path or Model
+        A registered method name (see :func:`available_methods`), the path
+        of a model file saved by napari-nlcl's trainer (loaded safely, with
+        ``weights_only=True``), or an already built model, which is returned
+        unchanged after a check.
     task : str, optional
         Restrict names to one task; a model of another task is rejected.
     **options
         Keyword options of the method (e.g. ``omega=0.9`` for ``"dcp"``).
     """
-    if isinstance(model, str):
+    if isinstance(model, str) and model in available_methods():
         return registry.build(model, task, **options)
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or len(path.parts) > 1:
+            if options:
+                raise TypeError("options can only be given with a method name, not a model file")
+            model = _load_checkpoint_model(path)
+        else:
+            return registry.build(str(model), task, **options)  # raises "unknown method"
     info = getattr(model, "info", None)
     if not isinstance(info, ModelInfo):
         raise TypeError(

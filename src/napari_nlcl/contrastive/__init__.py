@@ -1,0 +1,1 @@
+"""Contrastive toolkit: samplers (positives/negatives), encoders, losses."""

@@ -1,0 +1,563 @@
+"""Training engine: recipes, a generator-based trainer and safe checkpoints.
+
+A *recipe* (NLCL deraining, contrastive dehazing, CUT translation, ...) owns
+its networks, optimisers and losses and implements one training step; the
+:class:`Trainer` owns everything around it: the data, the step loop,
+learning-rate schedules, mixed precision, gradient clipping, seeds,
+checkpoints and progress events.
+
+``Trainer.fit_iter()`` is a generator of :class:`TrainEvent`: the CLI wraps it
+in a progress bar, napari in a ``thread_worker`` (Stop = ``worker.quit()``
+takes effect at the next yield, and a checkpoint is written on the way out),
+tests call ``next()``.
+
+Checkpoints are one file holding only tensors and plain Python values
+(weights, optimiser and scheduler states, RNG states, step, the full config as
+JSON), written atomically and read back with ``torch.load(...,
+weights_only=True)``, so a model file cannot run code.  A recipe is rebuilt
+from the file alone, by name from the recipe registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import time
+import uuid
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .inference import select_device
+
+CHECKPOINT_FORMAT = "napari-nlcl-checkpoint"
+CHECKPOINT_VERSION = 1
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Settings of a training run (not of the networks: those live in the recipe config).
+
+    ``schedule``: ``"constant"``; ``"linear"`` keeps the rate until
+    ``decay_start`` (a fraction of ``steps``) and then decays it linearly to
+    zero (CUT); ``"cosine"`` decays along a half cosine from ``decay_start``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 1
+    crop: int = 128
+    lr: float = 2e-4
+    seed: int = 0
+    schedule: str = "constant"
+    decay_start: float = 0.5
+    grad_clip: float | None = None
+    amp: bool = False
+    device: str = "auto"
+    checkpoint_every: int = 0
+    preview_every: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "crop"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.decay_start <= 1.0:
+            raise ValueError(f"decay_start is a fraction of the steps in [0, 1], got {self.decay_start}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        for name in ("checkpoint_every", "preview_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = never)")
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys clearly."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- recipes
+class Recipe:
+    """Base class of a training recipe.
+
+    Subclasses set ``name``, ``version`` and ``Config`` (a dataclass), build
+    their networks in ``__init__(config, *, device, generator)`` and register
+    them with :meth:`add_network` / :meth:`add_optimizer`, and implement
+    :meth:`training_step` (which calls :meth:`backward_step` for each
+    optimiser) and :meth:`inference_model`.  ``data_sources`` names the
+    sources a batch must contain.
+    """
+
+    name: ClassVar[str] = "recipe"
+    version: ClassVar[int] = 1
+    Config: ClassVar[type] = object
+    data_sources: ClassVar[tuple[str, ...]] = ("image",)
+
+    def __init__(self, config: Any, *, device: Any = "cpu", generator: torch.Generator | None = None):
+        self.config = config
+        self.device = torch.device(device)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.grad_clip: float | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+
+    # building ----------------------------------------------------------------
+    def add_network(self, name: str, net: nn.Module) -> nn.Module:
+        self.networks[name] = net.to(self.device)
+        return self.networks[name]
+
+    def add_optimizer(self, name: str, params: Iterable, *, lr: float, betas=(0.5, 0.999)):
+        params = list(params)
+        if not params:
+            raise ValueError(f"optimizer {name!r} has no parameters")
+        self.optimizers[name] = torch.optim.Adam(params, lr=lr, betas=betas)
+        return self.optimizers[name]
+
+    # training ------------------------------------------------------------------
+    def backward_step(self, loss: torch.Tensor, optimizer: str) -> None:
+        """Backward ``loss`` and step ``optimizer`` (AMP scaling and clipping included)."""
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{self.name}: loss became {loss.item()} at this step; lower the learning rate "
+                "or turn off mixed precision"
+            )
+        scaler = self.scaler
+        if scaler is not None and scaler.is_enabled():
+            scaler.scale(loss).backward()
+            if self.grad_clip:
+                scaler.unscale_(opt)
+                self._clip(opt)
+            scaler.step(opt)
+        else:
+            loss.backward()
+            if self.grad_clip:
+                self._clip(opt)
+            opt.step()
+
+    def _clip(self, opt: torch.optim.Optimizer) -> None:
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks.values():
+            net.train(mode)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def inference_model(self) -> nn.Module:
+        """The network used at inference (with an ``info: ModelInfo``)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def preview(self, image: np.ndarray) -> np.ndarray:
+        """Apply the current model to one image (numpy in, numpy out)."""
+        from .inference import predict
+
+        model = self.inference_model()
+        was_training = model.training
+        try:
+            return predict(image, model, device=self.device)
+        finally:
+            model.train(was_training)
+
+    # state ---------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Recipe-specific tensors/values to checkpoint (override when needed)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+_RECIPES: dict[str, str] = {}
+
+
+def register_recipe(name: str, path: str) -> None:
+    """Register recipe class ``"module:Class"`` under ``name`` (checkpoints refer to it)."""
+    if ":" not in path:
+        raise ValueError(f"recipe path must look like 'module:Class', got {path!r}")
+    _RECIPES[name] = path
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    if name not in _RECIPES:
+        known = ", ".join(sorted(_RECIPES)) or "none"
+        raise ValueError(f"unknown recipe {name!r} (known: {known}); is the plugin up to date?")
+    module, attr = _RECIPES[name].split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Recipe)):
+        raise TypeError(f"registered recipe {name!r} is not a Recipe subclass")
+    return cls
+
+
+def build_recipe(name: str, config: Any = None, *, device: Any = "cpu", seed: int = 0) -> Recipe:
+    cls = recipe_class(name)
+    if config is None:
+        config = cls.Config()
+    elif isinstance(config, Mapping):
+        config = config_from_dict(cls.Config, config)
+    torch_gen = torch.Generator().manual_seed(int(seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))  # network initialisation is seeded too
+        return cls(config, device=device, generator=torch_gen)
+
+
+# --------------------------------------------------------------------------- events
+@dataclass
+class TrainEvent:
+    """What :meth:`Trainer.fit_iter` yields.
+
+    ``kind`` is ``"step"`` (after every step: ``losses``, ``lr``,
+    ``images_per_s``, ``seconds_left``), ``"preview"`` (``preview`` holds the
+    model applied to the preview image), ``"checkpoint"`` (``path`` was
+    written) or ``"done"``.
+    """
+
+    kind: str
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    images_per_s: float = 0.0
+    seconds_left: float = 0.0
+    preview: np.ndarray | None = None
+    path: Path | None = None
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` atomically (temporary file + rename)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {path.parent} does not exist; create it first")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        torch.save(dict(payload), tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check it is ours."""
+    import pickle
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "unsupported global" not in text.lower():  # not a refused object: damaged bytes
+            raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?)") from exc
+        raise ValueError(
+            f"{path} contains Python objects other than tensors and plain values; it was "
+            "refused because loading it could run code. Only load model files you trust, and "
+            "re-save them with napari-nlcl."
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - zip/EOF/format errors of a damaged file
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a napari-nlcl model file (foreign checkpoint?)")
+    if int(payload.get("format_version", 0)) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer napari-nlcl (format {payload['format_version']}); upgrade"
+        )
+    return payload
+
+
+def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe, dict[str, Any]]:
+    """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload)."""
+    payload = read_checkpoint(path)
+    config = json.loads(payload["config"])
+    cls = recipe_class(payload["recipe"])
+    if int(payload.get("recipe_version", 1)) > cls.version:
+        raise ValueError(
+            f"{path} holds a {payload['recipe']} model of version {payload['recipe_version']}, "
+            f"newer than this napari-nlcl supports ({cls.version}); upgrade"
+        )
+    recipe = build_recipe(payload["recipe"], config["recipe"], device=device,
+                          seed=config["train"].get("seed", 0))
+    for name, state in payload["networks"].items():
+        if name not in recipe.networks:
+            raise ValueError(f"{path}: network {name!r} is not part of recipe {payload['recipe']!r}")
+        try:
+            recipe.networks[name].load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: weights of {name!r} do not fit the network: {exc}") from exc
+    recipe.load_extra_state(payload.get("extra", {}))
+    return recipe, payload
+
+
+# --------------------------------------------------------------------------- trainer
+class Trainer:
+    """Runs a recipe on a data stream.
+
+    Parameters
+    ----------
+    recipe : Recipe
+    data : RandomCrops or an iterable of batch dicts
+        A :class:`napari_nlcl.data.RandomCrops` is checkpointed with its RNG
+        state, so resuming draws the same crops.
+    config : TrainConfig
+    checkpoint : path, optional
+        Where checkpoints go (every ``checkpoint_every`` steps, at the end,
+        and when the run is stopped early).
+    preview_image : array, optional
+        Shown through ``recipe.preview`` every ``preview_every`` steps.
+    metadata : dict, optional
+        Stored in the checkpoint (e.g. a description of the training data).
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: Any,
+        config: TrainConfig | None = None,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        preview_image: np.ndarray | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        self.recipe = recipe
+        self.config = config or TrainConfig()
+        self.data = data
+        self._stream: Iterator | None = None
+        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.preview_image = preview_image
+        self.metadata = dict(metadata or {})
+        self.step = 0
+        self.device = recipe.device
+        missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
+        if missing:
+            raise ValueError(f"recipe {recipe.name!r} needs data sources {list(recipe.data_sources)}; missing {missing}")
+        amp = bool(self.config.amp and self.device.type == "cuda")
+        recipe.scaler = torch.amp.GradScaler("cuda", enabled=amp) if amp else None
+        recipe.grad_clip = self.config.grad_clip
+        for opt in recipe.optimizers.values():
+            for g in opt.param_groups:
+                g["lr"] = self.config.lr * g.get("lr_scale", 1.0)
+                g.setdefault("initial_lr", g["lr"])
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+            for name, opt in recipe.optimizers.items()
+        }
+
+    @classmethod
+    def from_recipe_name(
+        cls, name: str, data: Any, config: TrainConfig | None = None, *,
+        recipe_config: Any = None, **kwargs: Any,
+    ) -> Trainer:
+        config = config or TrainConfig()
+        device = select_device(config.device)
+        recipe = build_recipe(name, recipe_config, device=device, seed=config.seed)
+        return cls(recipe, data, config, **kwargs)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, data: Any, *, steps: int | None = None,
+               device: Any = None, **kwargs: Any) -> Trainer:
+        """Continue the run saved in ``path`` exactly where it stopped.
+
+        ``steps`` raises the total number of steps (continue training further).
+        """
+        payload = read_checkpoint(path)
+        cfg = json.loads(payload["config"])
+        train_cfg = config_from_dict(TrainConfig, cfg["train"])
+        if steps is not None:
+            train_cfg.steps = int(steps)
+        if device is not None:
+            train_cfg.device = device
+        recipe, _ = load_recipe(path, device=select_device(train_cfg.device))
+        kwargs.setdefault("checkpoint", path)
+        kwargs.setdefault("metadata", json.loads(payload.get("metadata", "{}")))
+        trainer = cls(recipe, data, train_cfg, **kwargs)
+        trainer._load_training_state(payload)
+        return trainer
+
+    # schedule ------------------------------------------------------------------
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.config
+        start = int(cfg.decay_start * cfg.steps)
+        if cfg.schedule == "constant" or step < start:
+            return 1.0
+        frac = (step - start) / max(cfg.steps - start, 1)
+        frac = min(max(frac, 0.0), 1.0)
+        if cfg.schedule == "linear":
+            return 1.0 - frac
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    @property
+    def lr(self) -> float:
+        opt = next(iter(self.recipe.optimizers.values()))
+        return float(opt.param_groups[0]["lr"])
+
+    # state ---------------------------------------------------------------------
+    def state_payload(self) -> dict[str, Any]:
+        r = self.recipe
+        data_state = self.data.get_state() if hasattr(self.data, "get_state") else None
+        config = {"recipe": _jsonable(r.config), "train": _jsonable(self.config)}
+        meta = {
+            **self.metadata,
+            "data": self.data.describe() if hasattr(self.data, "describe") else self.metadata.get("data"),
+            "versions": {"napari_nlcl": __version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+            "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "recipe": r.name,
+            "recipe_version": r.version,
+            "package_version": __version__,
+            "config": json.dumps(config),
+            "metadata": json.dumps(_jsonable(meta)),
+            "step": self.step,
+            "networks": {k: v.state_dict() for k, v in r.networks.items()},
+            "optimizers": {k: v.state_dict() for k, v in r.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+            "scaler": r.scaler.state_dict() if r.scaler is not None else {},
+            "rng": {
+                "recipe": r.generator.get_state(),
+                "torch": torch.get_rng_state(),
+                "data": json.dumps(_jsonable(data_state)) if data_state is not None else "",
+            },
+            "extra": r.extra_state(),
+        }
+
+    def _load_training_state(self, payload: Mapping[str, Any]) -> None:
+        r = self.recipe
+        for name, state in payload["optimizers"].items():
+            r.optimizers[name].load_state_dict(state)
+        for name, state in payload["schedulers"].items():
+            self.schedulers[name].load_state_dict(state)
+        if r.scaler is not None and payload.get("scaler"):
+            r.scaler.load_state_dict(payload["scaler"])
+        rng = payload["rng"]
+        r.generator.set_state(rng["recipe"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("data") and hasattr(self.data, "set_state"):
+            self.data.set_state(json.loads(rng["data"]))
+        self.step = int(payload["step"])
+        for sched in self.schedulers.values():  # LambdaLR lr follows its own counter
+            for g, lr in zip(sched.optimizer.param_groups, sched.get_last_lr()):
+                g["lr"] = lr
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        target = Path(path) if path else self.checkpoint
+        if target is None:
+            raise ValueError("no checkpoint path: pass one to save() or to the Trainer")
+        return save_checkpoint(target, self.state_payload())
+
+    # loop ----------------------------------------------------------------------
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        if self._stream is None:
+            self._stream = iter(self.data)
+        batch = next(self._stream)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def fit_iter(self) -> Generator[TrainEvent, None, None]:
+        """Train to ``config.steps``, yielding a :class:`TrainEvent` after every step.
+
+        Closing the generator early (Stop) saves a checkpoint at the current
+        step when a checkpoint path is set; ``Trainer.resume`` continues from it.
+        """
+        cfg = self.config
+        r = self.recipe
+        amp = bool(cfg.amp and self.device.type == "cuda")
+        r.train(True)
+        started = time.perf_counter()
+        first_step = self.step
+        saved_at = -1
+        try:
+            while self.step < cfg.steps:
+                batch = self._next_batch()
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
+                    losses = r.training_step(batch, self.step)
+                if r.scaler is not None:
+                    r.scaler.update()
+                for sched in self.schedulers.values():
+                    sched.step()
+                self.step += 1
+                elapsed = time.perf_counter() - started
+                rate = (self.step - first_step) / max(elapsed, 1e-9)
+                yield TrainEvent(
+                    "step", self.step, cfg.steps, {k: float(v) for k, v in losses.items()},
+                    lr=self.lr, images_per_s=rate * cfg.batch_size,
+                    seconds_left=(cfg.steps - self.step) / max(rate, 1e-9),
+                )
+                if cfg.preview_every and self.preview_image is not None and (
+                    self.step % cfg.preview_every == 0 or self.step == cfg.steps
+                ):
+                    preview = r.preview(self.preview_image)
+                    r.train(True)
+                    yield TrainEvent("preview", self.step, cfg.steps, preview=preview)
+                if self.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    saved_at = self.step
+                    yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
+            if self.checkpoint and saved_at != self.step:
+                saved_at = self.step
+                yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
+            yield TrainEvent("done", self.step, cfg.steps)
+        except GeneratorExit:
+            if self.checkpoint and saved_at != self.step:
+                self.save()
+            raise
+        finally:
+            r.train(False)
+
+    def fit(self, callback: Any = None) -> list[TrainEvent]:
+        """Run :meth:`fit_iter` to the end; returns the step events (loss history)."""
+        history = []
+        for event in self.fit_iter():
+            if event.kind == "step":
+                history.append(event)
+            if callback is not None:
+                callback(event)
+        return history

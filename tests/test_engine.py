@@ -1,0 +1,223 @@
+"""Training engine: recipes, trainer loop, schedules, checkpoints, data."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+from napari_nlcl.data import ImageSource, RandomCrops
+from napari_nlcl.engine import (
+    Trainer,
+    TrainConfig,
+    load_recipe,
+    read_checkpoint,
+    register_recipe,
+)
+
+register_recipe("toy", "toy_recipe:ToyRecipe")
+
+
+def _images(n=4, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.random((n, size // 4, size // 4, 3)).astype(np.float32)
+    return np.repeat(np.repeat(base, 4, axis=1), 4, axis=2)  # smooth-ish content
+
+
+def _data(seed=0, **kw):
+    return RandomCrops({"image": _images()}, crop=32, batch_size=2, seed=seed, **kw)
+
+
+def _trainer(tmp_path=None, steps=50, seed=0, **cfg):
+    config = TrainConfig(steps=steps, batch_size=2, crop=32, lr=1e-2, seed=seed, device="cpu", **cfg)
+    ckpt = tmp_path / "toy.pt" if tmp_path is not None else None
+    return Trainer.from_recipe_name("toy", _data(seed), config, checkpoint=ckpt)
+
+
+def test_toy_loss_falls_in_50_steps():
+    history = _trainer(steps=50).fit()
+    losses = [e.losses["l1"] for e in history]
+    assert len(losses) == 50
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_events_and_progress(tmp_path):
+    t = _trainer(tmp_path, steps=6, checkpoint_every=4, preview_every=3)
+    t.preview_image = _images()[0]
+    events = list(t.fit_iter())
+    kinds = [e.kind for e in events]
+    assert kinds.count("step") == 6 and kinds[-1] == "done"
+    assert [e.step for e in events if e.kind == "checkpoint"] == [4, 6]
+    previews = [e for e in events if e.kind == "preview"]
+    assert [e.step for e in previews] == [3, 6]
+    assert previews[0].preview.shape == _images()[0].shape
+    step = events[0]
+    assert step.images_per_s > 0 and step.total == 6 and step.lr == pytest.approx(1e-2)
+
+
+def test_stop_leaves_valid_checkpoint_and_resume_is_exact(tmp_path):
+    # uninterrupted reference
+    ref = _trainer(steps=20)
+    ref_losses = [e.losses["l1"] for e in ref.fit()]
+
+    # interrupted after 8 steps (what Stop in the GUI does: close the generator)
+    run = _trainer(tmp_path, steps=20)
+    gen = run.fit_iter()
+    first = [next(gen).losses["l1"] for _ in range(8)]
+    gen.close()
+    payload = read_checkpoint(tmp_path / "toy.pt")
+    assert payload["step"] == 8
+
+    resumed = Trainer.resume(tmp_path / "toy.pt", _data(seed=123))  # data RNG comes from the file
+    rest = [e.losses["l1"] for e in resumed.fit()]
+    assert resumed.step == 20
+    np.testing.assert_allclose(first + rest, ref_losses, rtol=1e-6, atol=1e-7)
+    for a, b in zip(ref.recipe.net.parameters(), resumed.recipe.net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_continue_for_more_steps(tmp_path):
+    t = _trainer(tmp_path, steps=5)
+    t.fit()
+    more = Trainer.resume(tmp_path / "toy.pt", _data(), steps=9)
+    assert [e.step for e in more.fit()] == [6, 7, 8, 9]
+
+
+def test_checkpoint_rebuilds_the_model(tmp_path):
+    from napari_nlcl import load_model, predict
+
+    t = _trainer(tmp_path, steps=3)
+    t.fit()
+    recipe, payload = load_recipe(tmp_path / "toy.pt")
+    assert payload["recipe"] == "toy"
+    x = torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(recipe.net(x), t.recipe.net(x))
+    model = load_model(tmp_path / "toy.pt")
+    out = predict(_images()[0], model, device="cpu")
+    assert out.shape == _images()[0].shape
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this would have run",))
+
+
+def test_unsafe_corrupt_and_foreign_files_are_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "napari-nlcl-checkpoint", "x": _Evil()}, evil)
+    with pytest.raises(ValueError, match="could run code"):
+        read_checkpoint(evil)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        read_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a napari-nlcl model file"):
+        read_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+    t = _trainer(tmp_path, steps=1)
+    t.fit()
+    payload = torch.load(tmp_path / "toy.pt", weights_only=True)
+    payload["recipe"] = "nonexistent"
+    torch.save(payload, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="unknown recipe 'nonexistent'"):
+        load_recipe(tmp_path / "other.pt")
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    t = _trainer(tmp_path, steps=2)
+    t.fit()
+    before = (tmp_path / "toy.pt").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        t.save()
+    assert (tmp_path / "toy.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.pt"]
+
+
+@pytest.mark.parametrize("schedule,end", [("constant", 1.0), ("linear", 0.0), ("cosine", 0.0)])
+def test_schedules(schedule, end):
+    t = _trainer(steps=10, schedule=schedule, decay_start=0.5)
+    lrs = [e.lr for e in t.fit()]
+    assert lrs[3] == pytest.approx(1e-2)  # before the decay starts
+    assert lrs[-1] == pytest.approx(end * 1e-2, abs=1e-9)
+    assert all(a >= b - 1e-12 for a, b in zip(lrs, lrs[1:]))
+
+
+def test_grad_clip_bounds_the_update():
+    t = _trainer(steps=1, grad_clip=1e-6)
+    t.recipe.optimizers["net"] = torch.optim.SGD(t.recipe.net.parameters(), lr=1.0)
+    before = [p.detach().clone() for p in t.recipe.net.parameters()]
+    t.fit()
+    delta = torch.sqrt(sum(((p - b) ** 2).sum() for p, b in zip(t.recipe.net.parameters(), before)))
+    assert delta <= 1e-6 * 1.01
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"), ({"schedule": "step"}, "schedule"),
+     ({"grad_clip": 0.0}, "grad_clip"), ({"decay_start": 2.0}, "decay_start")],
+)
+def test_train_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_recipe_setting():
+    with pytest.raises(ValueError, match="unknown ToyConfig setting"):
+        Trainer.from_recipe_name("toy", _data(), TrainConfig(device="cpu"), recipe_config={"depth": 3})
+
+
+# ----------------------------------------------------------------- data
+def test_crops_are_lazy_on_a_long_stack():
+    reads: list[int] = []
+
+    def frame(i):
+        reads.append(i)
+        return np.full((40, 40), i % 255, np.uint8)
+
+    stack = da.stack([da.from_delayed(dask.delayed(frame)(i), (40, 40), np.uint8) for i in range(1000)])
+    crops = RandomCrops({"image": stack}, crop=16, batch_size=4, seed=0)
+    batch = crops.sample()
+    assert batch["image"].shape == (4, 1, 16, 16) and batch["image"].dtype == torch.float32
+    assert len(reads) <= 4
+    for _ in range(10):
+        crops.sample()
+    assert len(reads) <= 44 and crops.sources["image"].reads == len(reads)
+
+
+def test_paired_crops_align_and_unpaired_differ():
+    a = _images(n=3)
+    pairs = RandomCrops({"x": a, "y": a.copy()}, crop=16, batch_size=3, paired=True, seed=1).sample()
+    torch.testing.assert_close(pairs["x"], pairs["y"])
+    unpaired = RandomCrops({"x": a, "y": a.copy()}, crop=16, batch_size=3, seed=1).sample()
+    assert not torch.equal(unpaired["x"], unpaired["y"])
+
+
+def test_crops_are_seeded_and_zoom_works():
+    img = _images(n=1, size=64)[0]
+    s1 = RandomCrops({"i": img}, crop=24, zoom=(0.5, 2.0), seed=5).sample()["i"]
+    s2 = RandomCrops({"i": img}, crop=24, zoom=(0.5, 2.0), seed=5).sample()["i"]
+    torch.testing.assert_close(s1, s2)
+    assert s1.shape == (1, 3, 24, 24) and 0 <= s1.min() and s1.max() <= 1
+
+
+def test_data_errors(tmp_path):
+    with pytest.raises(ValueError, match="smaller than the 64 px crop"):
+        RandomCrops({"i": np.zeros((32, 40, 3), np.uint8)}, crop=64)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        ImageSource(np.zeros((20, 20), bool))
+    with pytest.raises(ValueError, match="same number of frames"):
+        RandomCrops({"a": np.zeros((2, 20, 20)), "b": np.zeros((3, 20, 20))}, crop=8, paired=True)
+    with pytest.raises(FileNotFoundError):
+        ImageSource(tmp_path / "nope")
+    with pytest.raises(ValueError, match="NaN"):
+        ImageSource(np.full((20, 20), np.nan)).frame(0)
