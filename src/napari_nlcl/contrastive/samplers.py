@@ -221,8 +221,8 @@ def _check_index_tensor(t: Any, name: str, fn: str, shape_doc: str) -> None:
         raise TypeError(f"{fn}: {name} must be an integer torch.Tensor {shape_doc}, "
                         f"got {type(t).__name__}")
     if not _is_integer_dtype(t):
-        raise TypeError(f"{fn}: {name} must have an integer dtype (e.g. torch.long), got {t.dtype}; "
-                        f"pass {name}.long()")
+        raise TypeError(f"{fn}: {name} must have an integer dtype (e.g. torch.long), "
+                        f"got {t.dtype}; pass {name}.long()")
 
 
 def _check_coords(coords: Any, fn: str, batch: int, name: str = "coords") -> Tensor:
@@ -1125,7 +1125,8 @@ def prototype_negative_mask(
     --------
     >>> import torch
     >>> e = torch.tensor([[1., 0.], [1., .01], [0., 1.], [.01, 1.]])
-    >>> sel = prototype_negative_mask(e, num_clusters=(2,), generator=torch.Generator().manual_seed(0))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> sel = prototype_negative_mask(e, num_clusters=(2,), generator=g)
     >>> sel.negative_mask[0]
     tensor([False, False,  True,  True])
     """
