@@ -184,7 +184,7 @@ def test_crops_are_lazy_on_a_long_stack():
         reads.append(i)
         return np.full((40, 40), i % 255, np.uint8)
 
-    stack = da.stack([da.from_delayed(dask.delayed(frame)(i), (40, 40), np.uint8) for i in range(1000)])
+    stack = da.stack([da.from_delayed(dask.delayed(frame)(i), (40, 40), np.uint8) for i in range(300)])
     crops = RandomCrops({"image": stack}, crop=16, batch_size=4, seed=0)
     batch = crops.sample()
     assert batch["image"].shape == (4, 1, 16, 16) and batch["image"].dtype == torch.float32
@@ -221,3 +221,30 @@ def test_data_errors(tmp_path):
         ImageSource(tmp_path / "nope")
     with pytest.raises(ValueError, match="NaN"):
         ImageSource(np.full((20, 20), np.nan)).frame(0)
+
+
+# ----------------------------------------------------------------- CLI
+def test_cli_train_stop_and_resume(tmp_path, capsys):
+    from napari_nlcl import cli
+    from napari_nlcl.io import write_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(_images(n=3)):
+        write_image(folder / f"f{i}.png", img)
+    out = tmp_path / "toy.pt"
+    args = ["train", "toy", "--data", str(folder), "-o", str(out), "--steps", "6", "--crop", "32",
+            "--device", "cpu", "--checkpoint-every", "0", "-S", "width=4"]
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    payload = read_checkpoint(out)
+    assert payload["step"] == 6 and '"width": 4' in payload["config"]
+    assert cli.main(args[:-4] + ["--resume", "--steps", "9"]) == 0
+    assert read_checkpoint(out)["step"] == 9
+    assert cli.main(["dehaze", str(folder / "f0.png"), "-m", "dcp", "-o", str(tmp_path / "x.png")]) == 0
+    # errors are one line
+    assert cli.main(["train", "nope", "--data", str(folder), "-o", str(out)]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err
+    assert cli.main(["train", "toy", "--data", "other=" + str(folder), "-o", str(out)]) == 2
+    assert "unknown data source 'other'" in capsys.readouterr().err
+    assert cli.main(["train", "toy", "--data", str(folder), "-o", str(tmp_path / "m.txt")]) == 2

@@ -87,13 +87,37 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
     src.add_argument("--sample", choices=_sample_names(), help="use a built-in sample image instead")
     d.add_argument("-o", "--output", help="output .tif, .png, .jpg or .zarr (default: next to the input)")
-    d.add_argument("-m", "--method", default="dcp",
-                   choices=[s.name for s in registry.methods("dehaze")], help="dehazing method")
+    d.add_argument("-m", "--method", default="dcp", metavar="METHOD_OR_MODEL",
+                   help="a method (" + ", ".join(s.name for s in registry.methods("dehaze"))
+                   + ") or a model file trained with `napari-nlcl train`")
     d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
                    metavar="KEY=VALUE", help="method option, e.g. -O omega=0.9 (repeatable)")
     _add_engine_args(d)
 
-    m = sub.add_parser("methods", help="list the available methods")
+    t = sub.add_parser(
+        "train", help="train or fine-tune a model with a registered recipe",
+        description="Train RECIPE on image data (files, folders, multi-page TIFF, zarr; read lazily) "
+        "and save a model file usable with -m/--method and in the napari widgets. "
+        "Stop with Ctrl+C: the model is saved at the current step and --resume continues it.",
+    )
+    t.add_argument("recipe", help="recipe name (see `napari-nlcl methods`)")
+    t.add_argument("--data", action="append", required=True, metavar="[SOURCE=]PATH",
+                   help="training data; SOURCE names the recipe's input when it has several")
+    t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--crop", type=int, default=128, help="crop size in pixels")
+    t.add_argument("--batch-size", type=int, default=1)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--schedule", default="constant", choices=["constant", "linear", "cosine"])
+    t.add_argument("--device", default="auto")
+    t.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    t.add_argument("--checkpoint-every", type=int, default=100, help="steps between saves (0: end only)")
+    t.add_argument("-S", "--set", action="append", type=_parse_option, default=[], metavar="KEY=VALUE",
+                   help="recipe setting, e.g. -S width=32 (repeatable)")
+
+    m = sub.add_parser("methods", help="list the available methods and training recipes")
     m.add_argument("task", nargs="?", help="only this task (dehaze, derain, translate)")
 
     s = sub.add_parser("samples", help="write the built-in sample images to a folder")
@@ -128,7 +152,8 @@ def _run_task(args: argparse.Namespace) -> Path:
     task = args.command
     if args.sample:
         image = samples.SAMPLES[args.sample]().data
-        default_out = Path.cwd() / f"{args.sample}{DEFAULT_SUFFIX[task]}.png"
+        ext = ".tif" if image.ndim == 4 else ".png"
+        default_out = Path.cwd() / f"{args.sample}{DEFAULT_SUFFIX[task]}{ext}"
     else:
         inp = Path(args.input)
         image = io.read_image(inp)
@@ -167,6 +192,64 @@ def _run_task(args: argparse.Namespace) -> Path:
     return out_path
 
 
+def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(sources) != 1:
+                raise ValueError(f"this recipe takes several inputs {list(sources)}; use --data NAME=PATH")
+            name, path = sources[0], item
+        if name not in sources:
+            raise ValueError(f"unknown data source {name!r}; this recipe takes {list(sources)}")
+        data[name] = path
+    missing = [s for s in sources if s not in data]
+    if missing:
+        raise ValueError(f"missing --data for {missing}")
+    return data
+
+
+def _run_train(args: argparse.Namespace) -> Path:
+    from tqdm.auto import tqdm
+
+    from .data import RandomCrops
+    from .engine import Trainer, TrainConfig, recipe_class
+
+    out = Path(args.output)
+    if out.suffix.lower() not in {".pt", ".pth", ".ckpt"}:
+        raise ValueError(f"model files end in .pt, got {out.name!r}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+    cls = recipe_class(args.recipe)
+    sources = _parse_data(args.data, cls.data_sources)
+    data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size,
+                       paired=getattr(cls, "paired", False), seed=args.seed)
+    if args.resume:
+        trainer = Trainer.resume(out, data, steps=args.steps)
+    else:
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
+            schedule=args.schedule, device=args.device, amp=args.amp,
+            checkpoint_every=args.checkpoint_every,
+        )
+        trainer = Trainer.from_recipe_name(
+            args.recipe, data, config, recipe_config=dict(args.set), checkpoint=out,
+            metadata={"command": "napari-nlcl train"},
+        )
+    gen = trainer.fit_iter()
+    with tqdm(total=trainer.config.steps, initial=trainer.step, unit="step", disable=None,
+              file=sys.stderr) as bar:
+        try:
+            for event in gen:
+                if event.kind == "step":
+                    bar.update(event.step - bar.n)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in event.losses.items()}, refresh=False)
+        except KeyboardInterrupt:
+            gen.close()  # saves the current step
+            print(f"stopped at step {trainer.step}; continue with --resume", file=sys.stderr)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -176,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
 
             for spec in registry.methods(args.task):
                 print(f"{spec.task:10s} {spec.name:12s} {spec.description}")
+            from .engine import recipe_names
+
+            for name in recipe_names():
+                print(f"{'train':10s} {name:12s} training recipe")
             return 0
         if args.command == "samples":
             from .samples import write_samples
@@ -183,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_samples(args.folder):
                 print(path)
             return 0
-        out = _run_task(args)
+        out = _run_train(args) if args.command == "train" else _run_task(args)
     except (ValueError, TypeError, FileNotFoundError, PermissionError, MemoryError) as exc:
         print(f"napari-nlcl: error: {exc}", file=sys.stderr)
         return 2

@@ -207,6 +207,10 @@ def register_recipe(name: str, path: str) -> None:
     _RECIPES[name] = path
 
 
+def recipe_names() -> list[str]:
+    return sorted(_RECIPES)
+
+
 def recipe_class(name: str) -> type[Recipe]:
     if name not in _RECIPES:
         known = ", ".join(sorted(_RECIPES)) or "none"

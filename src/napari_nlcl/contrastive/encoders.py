@@ -605,8 +605,11 @@ def _unsafe_global(exc: BaseException) -> str | None:
     return match.group(1) if match else None
 
 
-def read_weights_file(path: str | os.PathLike) -> dict[str, Tensor]:
+def read_weights_file(path: str | os.PathLike) -> Any:
     """Read a state dict from a ``.pt``/``.pth`` (or ``.safetensors``) file, never unpickling code.
+
+    Returns the object the file holds (normally a ``dict[str, Tensor]``; the
+    encoders check keys and shapes).
 
     ``.pt``/``.pth`` files go through ``torch.load(..., weights_only=True)``;
     files holding pickled Python objects other than tensors and plain
