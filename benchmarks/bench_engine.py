@@ -114,9 +114,10 @@ def main() -> None:
         print(json.dumps(stack_memory(args.child_stack, args.size)))
         return
     size, repeats, frames, plane = (512, 1, (4, 8), 256) if args.quick else (2048, 3, (20, 200), 1024)
-    print(f"throughput on a {size}x{size} RGB uint8 image, tile 512, CPU:")
-    for name, r in throughput(size, repeats, 512).items():
-        print(f"  {name:10s} {r}")
+    for tile in (512, 1024, size):
+        print(f"throughput on a {size}x{size} RGB uint8 image, tile {tile}, CPU:")
+        for name, r in throughput(size, repeats, tile).items():
+            print(f"  {name:10s} {r}")
     print(f"peak memory, lazy {plane}x{plane} RGB stack -> zarr, identity model:")
     for n in frames:
         out = subprocess.run(

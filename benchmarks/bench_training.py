@@ -140,6 +140,7 @@ def loader_memory(frames: int, size: int, draws: int) -> dict:
     crops.sample()
     base = proc.memory_info().rss
     rss = []
+    t0 = time.perf_counter()
     for i in range(draws // 4):
         crops.sample()
         if i % 50 == 0:
@@ -147,7 +148,8 @@ def loader_memory(frames: int, size: int, draws: int) -> dict:
     return {"frames": frames, "stack_MB": round(stack.nbytes / 1e6),
             "frames_read": crops.sources["image"].reads,
             "rss_start_MB": round(base / 2**20), "rss_max_MB": round(max(rss) / 2**20),
-            "rss_end_MB": round(rss[-1] / 2**20)}
+            "rss_end_MB": round(rss[-1] / 2**20),
+            "ms_per_crop": round(1000 * (time.perf_counter() - t0) / draws, 1)}
 
 
 def main():
