@@ -147,13 +147,12 @@ def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None
     if any(s == 0 for s in image.shape):
         raise ValueError(f"image is empty (shape {image.shape})")
     axis = resolve_channel_axis(tuple(image.shape), channel_axis)
-    spatial = [s for i, s in enumerate(image.shape) if i != axis]
-    if len(spatial) < 2:
+    if image.ndim - (axis is not None) < 2:
         raise ValueError(
             f"image of shape {image.shape} with channel_axis={axis} has no 2-D plane; "
             "pass channel_axis=None for a grayscale image"
         )
-    h, w = spatial[-2:]
+    h, w = _plane_hw(image.shape, axis)
     if min(h, w) < info.min_size:
         raise ValueError(
             f"image planes are {h}x{w} px but {info.name} needs at least "
@@ -172,6 +171,23 @@ def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None
 def _plane_hw(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
     spatial = [s for i, s in enumerate(shape) if i != axis]
     return spatial[-2], spatial[-1]
+
+
+def check_inputs(
+    image: Any, model: Any, *, channel_axis: Any, tile: int, overlap: int | None, batch_size: int
+) -> tuple[ModelInfo, int | None, int, int, int]:
+    """Every check :func:`predict` makes before computing anything.
+
+    Returns ``(info, channel_axis, tile, overlap, batch_size)`` with the axis
+    resolved and the default overlap filled in.  Widgets call it in the main
+    thread so bad input is reported before a worker starts.
+    """
+    info = check_model(model)
+    axis = validate_image(image, info, channel_axis)
+    tile, overlap, batch_size = _check_tiling_args(
+        info, tile, overlap, batch_size, _plane_hw(image.shape, axis)
+    )
+    return info, axis, tile, overlap, batch_size
 
 
 def _check_finite(plane: np.ndarray) -> None:
@@ -261,7 +277,9 @@ def _iter_plane(
     dtype = plane.dtype
     lo, hi = _plane_range(plane, value_range)
     has_channels = plane.ndim == 3
-    arr = plane.astype(np.float32) if has_channels else plane.astype(np.float32)[..., None]
+    arr = plane.astype(np.float32)
+    if not has_channels:
+        arr = arr[..., None]
     arr = (arr - lo) / (hi - lo)
     alpha = None
     if arr.shape[-1] == 4 and info.in_channels in (3, 1):
@@ -354,12 +372,11 @@ def iter_predict(
     (``result = yield from iter_predict(...)``), so a GUI worker can report
     progress and stop between tiles.  Arguments as in :func:`predict`.
     """
-    info = check_model(model)
     if _is_dask(image):
         raise TypeError("iter_predict takes a numpy array; use predict() for dask arrays")
-    axis = validate_image(image, info, channel_axis)
-    hw = _plane_hw(image.shape, axis)
-    tile, overlap, batch_size = _check_tiling_args(info, tile, overlap, batch_size, hw)
+    info, axis, tile, overlap, batch_size = check_inputs(
+        image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, batch_size=batch_size
+    )
     dev = select_device(device)
     model.to(dev)
     model.eval()
@@ -372,10 +389,10 @@ def iter_predict(
     c_eff = 3 if (c == 4 and info.in_channels in (3, 1)) else c
     n_planes = int(np.prod(lead)) if lead else 1
 
+    from .tiling import count_tiles
+
     while True:
         try:
-            from .tiling import count_tiles
-
             per_plane = count_tiles(h, w, tile=tile, overlap=overlap, multiple=info.size_multiple)
             total = n_planes * per_plane * _planes_per_image(info, c_eff)
             out = np.empty(moved.shape, dtype=image.dtype)
@@ -442,13 +459,18 @@ def _check_tiling_args(
     return int(tile), int(overlap), int(batch_size)
 
 
-def _run_numpy(image: np.ndarray, model: Any, **kwargs: Any) -> np.ndarray:
+def _run_numpy(
+    image: np.ndarray, model: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any
+) -> np.ndarray:
+    """Drain :func:`iter_predict`, passing its events to ``progress``."""
     gen = iter_predict(image, model, **kwargs)
     while True:
         try:
-            next(gen)
+            event = next(gen)
         except StopIteration as stop:
             return stop.value
+        if progress is not None:
+            progress(event)
 
 
 # --------------------------------------------------------------------------- public
@@ -513,27 +535,15 @@ def predict(
     )
     if _is_dask(image):
         return _predict_dask(image, model, **kwargs)
-    if progress is None:
-        return _run_numpy(image, model, **kwargs)
-    gen = iter_predict(image, model, **kwargs)
-    while True:
-        try:
-            progress(next(gen))
-        except StopIteration as stop:
-            return stop.value
-
-
-def _predict_block(block: np.ndarray, *, model: Any, **kwargs: Any) -> np.ndarray:
-    return _run_numpy(block, model, **kwargs)
+    return _run_numpy(image, model, progress, **kwargs)
 
 
 def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
     import dask.array as da
 
-    info = check_model(model)
-    axis = validate_image(image, info, channel_axis)
-    _check_tiling_args(
-        info, kwargs["tile"], kwargs["overlap"], kwargs["batch_size"], _plane_hw(image.shape, axis)
+    info, axis, *_ = check_inputs(
+        image, model, channel_axis=channel_axis, tile=kwargs["tile"], overlap=kwargs["overlap"],
+        batch_size=kwargs["batch_size"],
     )
     select_device(kwargs["device"])  # fail now, not at compute time
     moved = image if axis is None else da.moveaxis(image, axis, -1)
@@ -542,7 +552,7 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
     chunks = (1,) * n_lead + tuple(moved.shape[n_lead:])
     moved = moved.rechunk(chunks)
     fn = partial(
-        _predict_block, model=model, channel_axis=None if axis is None else -1, **kwargs
+        _run_numpy, model=model, channel_axis=None if axis is None else -1, **kwargs
     )
     out = da.map_blocks(
         fn, moved, dtype=image.dtype, chunks=moved.chunks,

@@ -127,7 +127,7 @@ class TaskWidget(Container):
     def _prepare(self):
         """Validate the selection in the main thread; return (layer, model, kwargs)."""
         from napari_nlcl.api import load_model
-        from napari_nlcl.inference import _check_tiling_args, check_model, validate_image
+        from napari_nlcl.inference import check_inputs
 
         layer = self.layer_combo.value
         if layer is None:
@@ -136,10 +136,8 @@ class TaskWidget(Container):
             raise ValueError(f"layer {layer.name!r} is multiscale; these are not supported yet")
         model = load_model(self.method_combo.value, task=self.task, **self.options())
         channel_axis = -1 if layer.rgb else None
-        info = check_model(model)
-        validate_image(layer.data, info, channel_axis)
-        hw = layer.data.shape[-3:-1] if layer.rgb else layer.data.shape[-2:]
-        _check_tiling_args(info, int(self.tile_spin.value), None, 1, tuple(hw))
+        check_inputs(layer.data, model, channel_axis=channel_axis, tile=int(self.tile_spin.value),
+                     overlap=None, batch_size=1)
         kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
                       device=self.device_combo.value)
         return layer, model, kwargs
@@ -255,11 +253,7 @@ class TaskWidget(Container):
             _check_target(path, {".zarr"})
             import dask.array as da
 
-            data = layer.data if hasattr(layer.data, "dask") else da.from_array(
-                layer.data, chunks=(1,) * (layer.data.ndim - (3 if layer.rgb else 2))
-                + layer.data.shape[-(3 if layer.rgb else 2):]
-            )
-            lazy = predict(data, model, **kwargs)
+            lazy = predict(da.asarray(layer.data), model, **kwargs)  # rechunked to planes there
         except (ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
             _notify_error(str(exc))
             return None
