@@ -73,11 +73,12 @@ def label(text: str, width: int) -> np.ndarray:
     return np.asarray(strip, dtype=np.float32) / 255.0
 
 
-def grid(rows: list[tuple[np.ndarray, np.ndarray]], titles: tuple[str, str]) -> np.ndarray:
-    width = max(a.shape[1] for a, _ in rows)
+def grid(rows: list[tuple[np.ndarray, ...]], titles: tuple[str, ...]) -> np.ndarray:
+    """Rows of same-height images under one title per column."""
+    width = max(a.shape[1] for row in rows for a in row)
     cell_h = HEIGHT
     h = LABEL_H + len(rows) * (cell_h + GAP)
-    w = 2 * width + 3 * GAP
+    w = len(titles) * (width + GAP) + GAP
     canvas = np.ones((h, w, 3), np.float32)
     for j, title in enumerate(titles):
         x0 = GAP + j * (width + GAP)

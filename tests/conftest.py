@@ -65,6 +65,14 @@ def make_identity_model(in_channels=None):
     return Identity()
 
 
+@pytest.fixture(autouse=True)
+def model_library(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty model library (never the user's real one)."""
+    path = tmp_path_factory.mktemp("model_library")
+    monkeypatch.setenv("NAPARI_NLCL_MODELS", str(path))
+    return path
+
+
 @pytest.fixture
 def conv_model():
     return make_conv_model()

@@ -22,7 +22,7 @@ def _hazy_astronaut():
 
 def test_dehaze_raises_psnr_on_uint8():
     clean, hazy = _hazy_astronaut()
-    out = napari_nlcl.dehaze(hazy, device="cpu")
+    out = napari_nlcl.dehaze(hazy, method="dcp", device="cpu")
     assert out.dtype == np.uint8 and out.shape == hazy.shape
     before, after = psnr(clean, hazy), psnr(clean, out)
     assert after > before + 5, (before, after)
@@ -31,9 +31,9 @@ def test_dehaze_raises_psnr_on_uint8():
 def test_dehaze_dask_equals_numpy_and_tiling_is_seamless():
     _, hazy = _hazy_astronaut()
     stack = np.stack([hazy, hazy[::-1]])
-    lazy = napari_nlcl.dehaze(da.from_array(stack, chunks=(1, 64, 64, 3)), device="cpu")
-    eager = napari_nlcl.dehaze(stack, device="cpu", tile=4096)
-    tiled = napari_nlcl.dehaze(stack, device="cpu", tile=160)
+    lazy = napari_nlcl.dehaze(da.from_array(stack, chunks=(1, 64, 64, 3)), method="dcp", device="cpu")
+    eager = napari_nlcl.dehaze(stack, method="dcp", device="cpu", tile=4096)
+    tiled = napari_nlcl.dehaze(stack, method="dcp", device="cpu", tile=160)
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), eager)
     assert np.abs(tiled.astype(int) - eager).max() <= 1  # rounding only
@@ -41,11 +41,11 @@ def test_dehaze_dask_equals_numpy_and_tiling_is_seamless():
 
 def test_method_options_reach_the_model():
     _, hazy = _hazy_astronaut()
-    strong = napari_nlcl.dehaze(hazy, omega=0.95, device="cpu")
-    weak = napari_nlcl.dehaze(hazy, omega=0.6, device="cpu")
+    strong = napari_nlcl.dehaze(hazy, method="dcp", omega=0.95, device="cpu")
+    weak = napari_nlcl.dehaze(hazy, method="dcp", omega=0.6, device="cpu")
     assert strong.std() > weak.std()
     with pytest.raises(TypeError, match="bad option for method 'dcp'"):
-        napari_nlcl.dehaze(hazy, colour="red")
+        napari_nlcl.dehaze(hazy, method="dcp", colour="red")
 
 
 def test_registry_defaults_match_the_models():
@@ -60,7 +60,7 @@ def test_load_model_checks():
     assert "dcp" in napari_nlcl.available_methods("dehaze")
     model = napari_nlcl.load_model("dcp")
     assert napari_nlcl.load_model(model) is model
-    with pytest.raises(ValueError, match="unknown dehaze method 'nope'; available: 'dcp'"):
+    with pytest.raises(ValueError, match="unknown dehaze method 'nope'; available: 'default', 'dcp'"):
         napari_nlcl.load_model("nope", task="dehaze")
     with pytest.raises(TypeError, match="method name"):
         napari_nlcl.load_model(42)

@@ -117,7 +117,7 @@ def test_cli_stack_roundtrip(tmp_path, capsys):
     clean = rng.random((2, 48, 64, 3)).astype(np.float32) * 0.5
     hazy = np.stack([synth.add_haze(c, beta=1.5, rng=i)[0] for i, c in enumerate(clean)])
     src = io.write_image(tmp_path / "hazy.tif", (hazy * 65535).astype(np.uint16))
-    assert cli.main(["dehaze", str(src), "-o", str(tmp_path / "clear.zarr"), "-O", "omega=0.9"]) == 0
+    assert cli.main(["dehaze", str(src), "-o", str(tmp_path / "clear.zarr"), "-m", "dcp", "-O", "omega=0.9"]) == 0
     assert capsys.readouterr().out.strip().endswith("clear.zarr")
     out = np.asarray(io.read_image(tmp_path / "clear.zarr"))
     assert out.shape == hazy.shape and out.dtype == np.uint16
@@ -132,7 +132,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["dehaze", str(img), "-o", str(tmp_path / "o.png")]) == 2
     assert "needs at least" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
-    assert cli.main(["dehaze", str(img), "-O", "colour=red"]) == 2
+    assert cli.main(["dehaze", str(img), "-m", "dcp", "-O", "colour=red"]) == 2
     assert "bad option" in capsys.readouterr().err
 
 

@@ -30,6 +30,7 @@ def errors(monkeypatch):
 def widget(make_napari_viewer):
     viewer = make_napari_viewer()
     w = DehazeWidget(viewer)
+    w.method_combo.value = "dcp"  # the engine/widget mechanics tests use the fast, exact DCP
     viewer.window.add_dock_widget(w)
     return viewer, w
 
@@ -164,3 +165,42 @@ def test_widget_from_plugin_manager(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, w = viewer.window.add_plugin_dock_widget("napari-nlcl", "Dehaze")
     assert isinstance(w, DehazeWidget)
+
+
+def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors):
+    from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        pytest.skip("default weights not built")
+    viewer = make_napari_viewer()
+    w = DehazeWidget(viewer)
+    assert w.method_combo.value == "default"
+    data = _hazy((128, 160, 3))
+    viewer.add_image(data.copy(), name="hazy", rgb=True)
+    worker = w.run()
+    _wait_idle(qtbot, w, worker)
+    assert errors == []
+    out = viewer.layers["hazy dehazed"].data
+    assert out.shape == data.shape and out.dtype == np.uint8
+    assert out.std() > data.std()
+
+
+def test_saved_model_appears_in_the_picker_and_runs(make_napari_viewer, qtbot, errors, tmp_path):
+    from test_dehaze import _tiny_model_file
+
+    from napari_nlcl import library
+
+    viewer = make_napari_viewer()
+    w = DehazeWidget(viewer)
+    saved = library.save_model(_tiny_model_file(tmp_path), "harbour fog")
+    w.refresh_models()
+    assert str(saved) in w.method_combo.choices
+    combo = w.method_combo.native
+    assert "harbour fog (my model)" in [combo.itemText(i) for i in range(combo.count())]
+    w.method_combo.value = str(saved)
+    assert w.options() == {}  # a saved model has no method options
+    viewer.add_image(_hazy((64, 96, 3)), name="hazy", rgb=True)
+    worker = w.run()
+    _wait_idle(qtbot, w, worker)
+    assert errors == []
+    assert viewer.layers["hazy dehazed"].data.shape == (64, 96, 3)

@@ -75,10 +75,10 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
 
 def dehaze(
     image: Any,
-    method: Any = "dcp",
+    method: Any = "default",
     *,
     channel_axis: Any = "auto",
-    tile: int = 512,
+    tile: int = 1024,
     overlap: int | None = None,
     device: str = "auto",
     batch_size: int = 1,
@@ -93,8 +93,10 @@ def dehaze(
     ----------
     image : numpy.ndarray or dask.array.Array
         ``(..., H, W)`` or ``(..., H, W, 3/4)``; leading axes are iterated.
-    method : str or Model
-        ``"dcp"`` (Dark Channel Prior, no training) or a dehazing model.
+    method : str, path or Model
+        ``"default"`` (the shipped AECR-Net-style network, RGB), ``"dcp"``
+        (Dark Channel Prior, no training, any channels), the path of a model
+        file trained with ``napari-nlcl train dehaze``, or a dehazing model.
     channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
         See :func:`napari_nlcl.inference.predict`.
     **options

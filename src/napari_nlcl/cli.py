@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SUFFIX = {"dehaze": "_dehazed"}
+SOURCE_FLAGS = {
+    "hazy": "hazy images (dehaze: alone = unsupervised fine-tuning; with --clear = aligned pairs)",
+    "clear": "haze-free images (dehaze: alone = haze is synthesised on them)",
+}
 
 
 def _parse_value(text: str) -> Any:
@@ -60,7 +64,7 @@ def _parse_range(text: str) -> Any:
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine")
-    g.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
+    g.add_argument("--tile", type=int, default=1024, help="tile size in pixels (default 1024)")
     g.add_argument("--overlap", type=int, default=None, help="tile overlap (default: from the model)")
     g.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     g.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
@@ -87,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
     src.add_argument("--sample", choices=_sample_names(), help="use a built-in sample image instead")
     d.add_argument("-o", "--output", help="output .tif, .png, .jpg or .zarr (default: next to the input)")
-    d.add_argument("-m", "--method", default="dcp", metavar="METHOD_OR_MODEL",
+    d.add_argument("-m", "--method", default="default", metavar="METHOD_OR_MODEL",
                    help="a method (" + ", ".join(s.name for s in registry.methods("dehaze"))
                    + ") or a model file trained with `napari-nlcl train`")
     d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
@@ -101,10 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Stop with Ctrl+C: the model is saved at the current step and --resume continues it.",
     )
     t.add_argument("recipe", help="recipe name (see `napari-nlcl methods`)")
-    t.add_argument("--data", action="append", required=True, metavar="[SOURCE=]PATH",
+    t.add_argument("--data", action="append", default=[], metavar="[SOURCE=]PATH",
                    help="training data; SOURCE names the recipe's input when it has several")
+    for name, what in SOURCE_FLAGS.items():
+        t.add_argument(f"--{name}", metavar="PATH", help=f"{what} (same as --data {name}=PATH)")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    t.add_argument("--from", dest="start_from", metavar="MODEL",
+                   help="fine-tune: start from 'default' (the shipped model) or a model file")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--crop", type=int, default=128, help="crop size in pixels")
     t.add_argument("--batch-size", type=int, default=1)
@@ -203,9 +211,8 @@ def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
         if name not in sources:
             raise ValueError(f"unknown data source {name!r}; this recipe takes {list(sources)}")
         data[name] = path
-    missing = [s for s in sources if s not in data]
-    if missing:
-        raise ValueError(f"missing --data for {missing}")
+    if not data:
+        raise ValueError("give training data: " + " / ".join(f"--{s} PATH" for s in sources))
     return data
 
 
@@ -221,10 +228,14 @@ def _run_train(args: argparse.Namespace) -> Path:
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
     cls = recipe_class(args.recipe)
-    sources = _parse_data(args.data, cls.data_sources)
-    data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size,
-                       paired=getattr(cls, "paired", False), seed=args.seed)
+    items = list(args.data) + [f"{n}={getattr(args, n)}" for n in SOURCE_FLAGS if getattr(args, n)]
+    sources = _parse_data(items, cls.accepted_sources or cls.data_sources)
+    overrides, paired = cls.plan_data(sources)
+    data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size, paired=paired,
+                       seed=args.seed)
     if args.resume:
+        if args.start_from:
+            raise ValueError("--resume continues --output; --from starts a new run: use one of them")
         trainer = Trainer.resume(out, data, steps=args.steps)
     else:
         config = TrainConfig(
@@ -232,10 +243,19 @@ def _run_train(args: argparse.Namespace) -> Path:
             schedule=args.schedule, device=args.device, amp=args.amp,
             checkpoint_every=args.checkpoint_every,
         )
-        trainer = Trainer.from_recipe_name(
-            args.recipe, data, config, recipe_config=dict(args.set), checkpoint=out,
-            metadata={"command": "napari-nlcl train"},
-        )
+        recipe_config = {**overrides, **dict(args.set)}
+        meta = {"command": "napari-nlcl train"}
+        if args.start_from:
+            source = args.start_from
+            if source == "default":
+                if not cls.default_weights:
+                    raise ValueError(f"recipe {args.recipe!r} ships no default model; give a model file")
+                source = cls.default_weights
+            trainer = Trainer.from_model(source, data, config, recipe_config=recipe_config,
+                                         checkpoint=out, metadata=meta)
+        else:
+            trainer = Trainer.from_recipe_name(args.recipe, data, config, recipe_config=recipe_config,
+                                               checkpoint=out, metadata=meta)
     gen = trainer.fit_iter()
     with tqdm(total=trainer.config.steps, initial=trainer.step, unit="step", disable=None,
               file=sys.stderr) as bar:

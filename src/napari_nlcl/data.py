@@ -63,6 +63,19 @@ class ImageSource:
         self.reads = 0  # frames actually read (tests and benchmarks count them)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = max(int(cache), 0)
+        self._paths = None
+        if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+            self._init_files([Path(d) for d in data], rgb, f"{name}: {len(data)} image files")
+            return
+        if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+            from .io import list_images
+
+            files = list_images(data)
+            if not files:
+                raise ValueError(f"{name}: folder {data} holds no images")
+            # a folder of photos may mix sizes: read file by file instead of as one stack
+            self._init_files(files, rgb, f"{name}: {Path(data)} ({len(files)} images)")
+            return
         if isinstance(data, (str, os.PathLike)):
             from .io import read_image
 
@@ -76,6 +89,7 @@ class ImageSource:
             first = self._list[0]
             self.rgb = rgb if rgb is not None else (first.ndim == 3 and first.shape[-1] in (3, 4))
             self._frames = None
+            self._blocks = None
             self._check_dtype(first.dtype, SUPPORTED_DTYPES)
             self.frame_shape = tuple(first.shape[:2])
             return
@@ -105,6 +119,24 @@ class ImageSource:
             self._blocks = frames.to_delayed(optimize_graph=True).ravel()
         self.frame_shape = tuple(self._frames.shape[1:3])
 
+    def _init_files(self, files: list[Path], rgb: bool | None, description: str) -> None:
+        from .inference import SUPPORTED_DTYPES
+        from .io import _imread
+
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.name}: image file(s) not found: {', '.join(missing[:3])}")
+        self.description = description
+        self._paths = list(files)
+        self._list = None
+        self._frames = None
+        self._blocks = None
+        first = np.asarray(_imread(files[0]))
+        self._check_dtype(first.dtype, SUPPORTED_DTYPES)
+        self.rgb = rgb if rgb is not None else (first.ndim == 3 and first.shape[-1] in (3, 4))
+        self._first_shape = first.shape
+        self.frame_shape = tuple(first.shape[:2])
+
     @staticmethod
     def _check_dtype(dtype: Any, supported: tuple) -> None:
         if np.dtype(dtype).type not in supported:
@@ -113,13 +145,18 @@ class ImageSource:
             )
 
     def __len__(self) -> int:
+        if self._paths is not None:
+            return len(self._paths)
         return len(self._list) if self._list is not None else int(self._frames.shape[0])
 
     @property
     def channels(self) -> int:
         if not self.rgb:
             return 1
-        shape = self._list[0].shape if self._list is not None else self._frames.shape
+        if self._paths is not None:
+            shape = self._first_shape
+        else:
+            shape = self._list[0].shape if self._list is not None else self._frames.shape
         return min(int(shape[-1]), 3)
 
     def frame(self, index: int) -> np.ndarray:
@@ -127,7 +164,15 @@ class ImageSource:
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        if self._blocks is not None:
+        if self._paths is not None:
+            from .io import _imread
+
+            raw = _imread(self._paths[index])
+            if self.rgb and (raw.ndim != 3 or raw.shape[-1] not in (3, 4)):
+                raw = np.repeat(raw[..., None], 3, -1) if raw.ndim == 2 else raw
+            elif not self.rgb and raw.ndim == 3:
+                raise ValueError(f"{self.name}: {self._paths[index]} is a colour image in a grayscale set")
+        elif self._blocks is not None:
             raw = self._blocks[index].compute(scheduler="sync")[0]
         elif self._list is not None:
             raw = self._list[index]

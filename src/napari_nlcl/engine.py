@@ -113,9 +113,29 @@ class Recipe:
     """
 
     name: ClassVar[str] = "recipe"
+    #: what its models do (``ModelInfo.task``): widgets list models by task
+    task: ClassVar[str] = "identity"
     version: ClassVar[int] = 1
     Config: ClassVar[type] = object
     data_sources: ClassVar[tuple[str, ...]] = ("image",)
+    #: all source names the recipe understands (several modes may use different subsets)
+    accepted_sources: ClassVar[tuple[str, ...]] = ()
+    #: whether the sources are aligned pairs (same crop everywhere)
+    paired: ClassVar[bool] = False
+    #: model file that ``--from default`` starts from, if the package ships one
+    default_weights: ClassVar[str | None] = None
+
+    @classmethod
+    def plan_data(cls, given: Iterable[str]) -> tuple[dict[str, Any], bool]:
+        """Recipe-config overrides and the ``paired`` flag for the data sources a user gave.
+
+        The default accepts exactly ``data_sources``; recipes with several modes
+        (e.g. dehazing with or without clear images) override this.
+        """
+        given = sorted(given)
+        if given != sorted(cls.data_sources):
+            raise ValueError(f"recipe {cls.name!r} takes data {list(cls.data_sources)}, got {given}")
+        return {}, cls.paired
 
     def __init__(self, config: Any, *, device: Any = "cpu", generator: torch.Generator | None = None):
         self.config = config
@@ -188,6 +208,16 @@ class Recipe:
         finally:
             model.train(was_training)
 
+    def start_from(self, networks: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        """Initialise from another model's weights before fine-tuning (matching names only)."""
+        loaded = 0
+        for name, state in networks.items():
+            if name in self.networks:
+                self.networks[name].load_state_dict(state)
+                loaded += 1
+        if not loaded:
+            raise ValueError(f"none of the networks {sorted(networks)} belong to recipe {self.name!r}")
+
     # state ---------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
         """Recipe-specific tensors/values to checkpoint (override when needed)."""
@@ -205,6 +235,12 @@ def register_recipe(name: str, path: str) -> None:
     if ":" not in path:
         raise ValueError(f"recipe path must look like 'module:Class', got {path!r}")
     _RECIPES[name] = path
+
+
+def recipe_config_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(recipe name, recipe config dict) stored in a model file, e.g. to fine-tune it."""
+    payload = read_checkpoint(path)
+    return payload["recipe"], json.loads(payload["config"])["recipe"]
 
 
 def recipe_names() -> list[str]:
@@ -317,6 +353,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def export_model(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
+
+    The result loads everywhere a model file is accepted and can be fine-tuned
+    (``--from``), but not resumed: a third of the size for Adam-trained models.
+    """
+    payload = read_checkpoint(src)
+    keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
+            "config", "metadata", "step", "networks")
+    return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "exported": True})
+
+
 def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe, dict[str, Any]]:
     """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload)."""
     payload = read_checkpoint(path)
@@ -405,6 +453,30 @@ class Trainer:
         return cls(recipe, data, config, **kwargs)
 
     @classmethod
+    def from_model(
+        cls, source: str | os.PathLike, data: Any, config: TrainConfig | None = None, *,
+        recipe_config: Mapping[str, Any] | None = None, **kwargs: Any,
+    ) -> Trainer:
+        """A new run (fresh optimiser, step 0) whose networks start from model file ``source``.
+
+        The architecture comes from ``source``; ``recipe_config`` overrides the
+        other settings (mode, loss weights).
+        """
+        config = config or TrainConfig()
+        payload = read_checkpoint(source)
+        stored = json.loads(payload["config"])["recipe"]
+        merged = {**stored, **dict(recipe_config or {})}
+        recipe = build_recipe(payload["recipe"], merged, device=select_device(config.device),
+                              seed=config.seed)
+        try:
+            recipe.start_from(payload["networks"])
+        except RuntimeError as exc:
+            raise ValueError(f"{source}: its weights do not fit the requested network: {exc}") from exc
+        meta = dict(kwargs.pop("metadata", None) or {})
+        meta.setdefault("started_from", str(source))
+        return cls(recipe, data, config, metadata=meta, **kwargs)
+
+    @classmethod
     def resume(cls, path: str | os.PathLike, data: Any, *, steps: int | None = None,
                device: Any = None, **kwargs: Any) -> Trainer:
         """Continue the run saved in ``path`` exactly where it stopped.
@@ -412,6 +484,11 @@ class Trainer:
         ``steps`` raises the total number of steps (continue training further).
         """
         payload = read_checkpoint(path)
+        if payload.get("exported") or "optimizers" not in payload:
+            raise ValueError(
+                f"{path} holds exported weights only, without the training state needed to "
+                "resume; start a new run from it instead (CLI: --from, Python: start_from)"
+            )
         cfg = json.loads(payload["config"])
         train_cfg = config_from_dict(TrainConfig, cfg["train"])
         if steps is not None:
@@ -565,3 +642,6 @@ class Trainer:
             if callback is not None:
                 callback(event)
         return history
+
+
+register_recipe("dehaze", "napari_nlcl.recipes.dehaze:DehazeRecipe")

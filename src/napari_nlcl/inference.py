@@ -35,7 +35,7 @@ from .model import ModelInfo
 log = logging.getLogger(__name__)
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
-DEFAULT_TILE = 512
+DEFAULT_TILE = 1024
 MIN_TILE = 64
 
 

@@ -61,9 +61,9 @@ class TaskWidget(Container):
         self._specs = {s.name: s for s in registry.methods(self.task)}
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=False)
-        self.method_combo = ComboBox(
-            label="method", choices=[(s.description.split(":")[0], s.name) for s in self._specs.values()]
-        )
+        self.method_combo = ComboBox(label="method", choices=self._method_choices)
+        if "default" in self._specs:
+            self.method_combo.value = "default"
         self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=DEFAULT_TILE)
         self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.lazy_check = CheckBox(
@@ -98,6 +98,19 @@ class TaskWidget(Container):
         from napari.layers import Image
 
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _method_choices(self, *_: Any) -> list[tuple[str, str]]:
+        """Registered methods, then the user's saved models of this task (by file path)."""
+        from napari_nlcl.library import list_models
+
+        choices = [(s.description.split(":")[0].split(" (")[0] if s.name != "default"
+                    else "default model", s.name) for s in self._specs.values()]
+        choices += [(f"{m.name} (my model)", str(m.path)) for m in list_models(self.task)]
+        return choices
+
+    def refresh_models(self) -> None:
+        """Re-read the model library (a newly saved model appears in the method list)."""
+        self.method_combo.reset_choices()
 
     def _refresh_layers(self, *_: Any) -> None:
         self.layer_combo.reset_choices()

@@ -71,6 +71,16 @@ def build(name: str, task: str | None = None, **kwargs: Any):
 
 register(
     MethodSpec(
+        name="default",
+        task="dehaze",
+        factory="napari_nlcl.methods.aecr:default_model",
+        description="AECR-Net-style network trained by napari-nlcl on synthetic haze (RGB)",
+    )
+)
+
+
+register(
+    MethodSpec(
         name="dcp",
         task="dehaze",
         factory="napari_nlcl.methods.dcp:DarkChannelPrior",

@@ -1,0 +1,296 @@
+"""AECR-Net-style compact dehazing network (Wu et al., CVPR 2021).
+
+Layout (the paper's, generalised to any number of scales)::
+
+    x ─ 7x7 conv ─┬─ 3x3/2 conv ─┬─ 3x3/2 conv ─ FA blocks ─ DCN ─ up ─ mix ─ up ─ mix ─ 7x7 conv ─ + x
+                  └──────────────│──────────────────────────────────────────┘ skip   │
+                                 └───────────────────────────────────────── skip ────┘
+
+* **FA block** (feature attention, from FFA-Net): ``conv-ReLU-(+x)-conv``,
+  channel attention, pixel attention, ``+ x``.
+* **DCN**: a modulated deformable 3x3 convolution (:mod:`napari_nlcl.ops`).
+* **Adaptive mixup**: ``sigmoid(w) * skip + (1 - sigmoid(w)) * up`` with one
+  learned scalar ``w`` per skip, so the mixing weight stays in (0, 1).
+* The output is the input plus a predicted correction, in [0, 1]; the released
+  code ends in a Tanh although its targets lie in [0, 1], which we do not copy.
+
+Two deliberate choices, both configurable:
+
+* ``pool``: channel attention averages over a local window (``pool`` px at
+  the bottleneck) instead of the whole image.  With global pooling a network
+  trained on 128-256 px crops sees statistics at inference (whole megapixel
+  images) that it never saw in training, and tiles of a large image disagree;
+  a local window removes both problems.  ``pool=0`` gives the paper's global
+  average.
+* Presets: ``"paper"`` is the published configuration (64-128-256 channels,
+  one FA block shared six times, one DCN shared twice, global pooling: 2.6 M
+  parameters, about 1 TFLOP per megapixel); ``"fast"`` (the shipped default)
+  has 16-32-64-64 channels, three down-samplings and four unshared FA blocks
+  at 1/8 resolution, and meets the 2 s per 1024x1024 image target on two CPU
+  cores.  Parameters and GFLOP per megapixel of both are in the README
+  (``python benchmarks/bench_dehaze.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import ModelInfo
+from ..ops import DeformConv2d
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "dehaze_default.pt"
+
+
+@dataclass
+class AECRConfig:
+    """Architecture of :class:`AECRNet`."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 64)
+    blocks: int = 4
+    share_blocks: bool = False
+    dcn: int = 1
+    share_dcn: bool = True
+    pool: int = 15
+    in_channels: int = 3
+    head_kernel: int = 7
+    upsample: str = "bilinear"  # "transpose": the paper's 3x3 stride-2 transposed convs
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        if len(self.channels) < 1 or any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive integers, one per scale, got {self.channels}")
+        for name in ("blocks", "dcn", "pool"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.head_kernel % 2 == 0:
+            raise ValueError("head_kernel must be odd")
+        if self.upsample not in ("bilinear", "transpose"):
+            raise ValueError(f"upsample must be 'bilinear' or 'transpose', got {self.upsample!r}")
+
+
+PRESETS: dict[str, AECRConfig] = {
+    "paper": AECRConfig(channels=(64, 128, 256), blocks=6, share_blocks=True, dcn=2,
+                        share_dcn=True, pool=0, upsample="transpose"),
+    "fast": AECRConfig(),
+}
+
+
+def preset(name: str, **overrides: Any) -> AECRConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return AECRConfig(**{**asdict(PRESETS[name]), **overrides})
+
+
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a ``window`` x ``window`` neighbourhood (same size, borders averaged over what exists)."""
+    if window <= 1:
+        return x
+    p = window // 2
+    x = F.avg_pool2d(x, (window, 1), stride=1, padding=(p, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, window), stride=1, padding=(0, p), count_include_pad=False)
+
+
+class ChannelAttention(nn.Module):
+    def __init__(self, channels: int, pool: int, reduction: int = 8):
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.pool = pool
+        self.fc = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                                nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = x.mean((2, 3), keepdim=True) if self.pool == 0 else local_mean(x, self.pool)
+        return x * self.fc(stats)
+
+
+class PixelAttention(nn.Module):
+    def __init__(self, channels: int, reduction: int = 8):
+        super().__init__()
+        hidden = max(channels // reduction, 4)
+        self.fc = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True),
+                                nn.Conv2d(hidden, 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(x)
+
+
+class FABlock(nn.Module):
+    """Feature-attention block: conv, ReLU, local skip, conv, channel and pixel attention, skip."""
+
+    def __init__(self, channels: int, pool: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.ca = ChannelAttention(channels, pool)
+        self.pa = PixelAttention(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = F.relu(self.conv1(x)) + x
+        r = self.pa(self.ca(self.conv2(r)))
+        return r + x
+
+
+class Mixup(nn.Module):
+    """Adaptive mixup ``sigmoid(w) * skip + (1 - sigmoid(w)) * up`` (one learned scalar)."""
+
+    def __init__(self, init: float):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(float(init)))
+
+    @property
+    def factor(self) -> torch.Tensor:
+        return torch.sigmoid(self.w)
+
+    def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        f = self.factor
+        return f * skip + (1.0 - f) * up
+
+
+def _up(cin: int, cout: int, mode: str) -> nn.Module:
+    """x2 up-sampling.  Stride-2 transposed 3x3 convs (the paper) overlap unevenly and
+    print a 2-px checkerboard on flat regions such as skies; bilinear resizing
+    followed by a 3x3 conv does not (Odena et al., Distill 2016)."""
+    if mode == "transpose":
+        return nn.Sequential(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1),
+                             nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                         nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+class AECRNet(nn.Module):
+    """Compact dehazing autoencoder; input and output in [0, 1], ``(B, C, H, W)``."""
+
+    def __init__(self, config: AECRConfig | None = None, *, name: str = "AECR-Net"):
+        super().__init__()
+        cfg = config or AECRConfig()
+        self.config = cfg
+        ch = cfg.channels
+        k = cfg.head_kernel
+        self.head = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cfg.in_channels, ch[0], k),
+                                  nn.ReLU(inplace=True))
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+            for a, b in zip(ch[:-1], ch[1:])
+        )
+        c = ch[-1]
+        n_fa = 1 if cfg.share_blocks else cfg.blocks
+        self.fa = nn.ModuleList(FABlock(c, cfg.pool) for _ in range(n_fa if cfg.blocks else 0))
+        n_dcn = 1 if cfg.share_dcn else cfg.dcn
+        self.dcn = nn.ModuleList(DeformConv2d(c, c, 3, padding=1) for _ in range(n_dcn if cfg.dcn else 0))
+        self.up = nn.ModuleList(_up(b, a, cfg.upsample) for a, b in zip(ch[:-1], ch[1:]))
+        # the paper initialises the two mixing weights at -1 (deep) and -0.6 (shallow)
+        inits = [-1.0 + 0.4 * i / max(len(ch) - 2, 1) for i in range(len(ch) - 1)][::-1]
+        self.mix = nn.ModuleList(Mixup(v) for v in inits)
+        self.tail = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(ch[0], cfg.in_channels, k))
+        nn.init.zeros_(self.tail[1].weight)  # start as the identity: no correction
+        nn.init.zeros_(self.tail[1].bias)
+        scales = 2 ** (len(ch) - 1)
+        self.info = ModelInfo(
+            task="dehaze", name=name, in_channels=cfg.in_channels, out_channels=cfg.in_channels,
+            value_range=(0.0, 1.0), min_size=4 * scales, size_multiple=scales,
+            receptive_field=self.receptive_field(), exact_tiling=False,
+            config={"architecture": "aecr", **asdict(cfg)},
+        )
+
+    def receptive_field(self) -> int:
+        """Width of the convolutional receptive field in input pixels.
+
+        The local channel-attention windows are left out: they reach further
+        but only modulate channel gains smoothly, so tiles that overlap by the
+        convolutional field agree to about 1e-3 (tested), far below 8-bit steps.
+        """
+        cfg = self.config
+        k = cfg.head_kernel
+        rf, jump = k, 1
+        for _ in cfg.channels[1:]:
+            rf += 2 * jump
+            jump *= 2
+        rf += jump * 2 * (2 * cfg.blocks + cfg.dcn)  # 3x3 convs at the bottleneck
+        for _ in cfg.channels[1:]:
+            jump //= 2
+            rf += 2 * jump
+        return int(rf + k - 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        h = self.head(x)
+        for down in self.down:
+            skips.append(h)
+            h = down(h)
+        for i in range(self.config.blocks):
+            h = self.fa[0 if self.config.share_blocks else i](h)
+        for i in range(self.config.dcn):
+            h = F.relu(self.dcn[0 if self.config.share_dcn else i](h))
+        for up, mix, skip in zip(reversed(self.up), reversed(self.mix), reversed(skips)):
+            h = mix(skip, up(h))
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x + self.tail(self.features(x))
+        return out if self.training else out.clamp(0.0, 1.0)
+
+    def flops_per_pixel(self) -> float:
+        """Multiply-adds x 2 per input pixel, counted from the layers (GFLOP/MP = this / 1e3)."""
+        cfg = self.config
+        total = 0.0
+        k = cfg.head_kernel
+        total += 2 * cfg.in_channels * cfg.channels[0] * k * k * 2  # head + tail
+        area = 1.0
+        for a, b in zip(cfg.channels[:-1], cfg.channels[1:]):
+            total += 2 * a * b * 9 * area / 4  # stride-2 down conv (output at 1/4 the pixels)
+            # up: a transposed conv computes at the low resolution, resize-conv at the high one
+            total += 2 * a * b * 9 * (area / 4 if cfg.upsample == "transpose" else area)
+            area /= 4
+        c = cfg.channels[-1]
+        hidden = max(c // 8, 4)
+        fa = 2 * (2 * c * c * 9) + 2 * (2 * c * hidden) + 2 * (2 * c * hidden) + 2 * c * 2
+        total += cfg.blocks * fa * area
+        dcn = 2 * c * c * 9 + 2 * c * 27 * 9 + 4 * c * 9  # conv + offset/mask conv + bilinear taps
+        total += cfg.dcn * dcn * area
+        return total
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"params={n}, gflop_per_mp={self.flops_per_pixel() / 1e3:.1f}"
+
+
+def build(preset_name: str = "fast", **overrides: Any) -> AECRNet:
+    return AECRNet(preset(preset_name, **overrides))
+
+
+def default_model(**_ignored: Any) -> AECRNet:
+    """The shipped default dehazer (trained by this project; see the README)."""
+    if not DEFAULT_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"the default dehazing weights are missing ({DEFAULT_WEIGHTS}); reinstall napari-nlcl "
+            "or pass a model file"
+        )
+    from ..engine import load_recipe
+
+    recipe, _ = load_recipe(DEFAULT_WEIGHTS, device="cpu")
+    model = recipe.inference_model()
+    model.info = _renamed(model.info, "default (AECR-Net fast)")
+    return model.eval()
+
+
+def _renamed(info: ModelInfo, name: str) -> ModelInfo:
+    from dataclasses import replace
+
+    return replace(info, name=name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["AECRConfig", "AECRNet", "PRESETS", "preset", "build", "default_model", "DEFAULT_WEIGHTS",
+           "local_mean", "Mixup", "FABlock", "count_parameters"]

@@ -1,0 +1,399 @@
+"""Learned dehazing: deformable conv, AECR-Net, the dehaze recipe, default weights, CLI and library."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from napari_nlcl import synth
+from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS, AECRNet, Mixup, local_mean, preset
+from napari_nlcl.ops import DeformConv2d, deform_conv2d, torchvision_deform_conv2d
+
+
+# ----------------------------------------------------------------------------- deformable conv
+def _bilinear(img, y, x):
+    """Reference bilinear read of img (C, H, W) at (y, x), zero outside (torchvision's rule)."""
+    c, h, w = img.shape
+    if y <= -1 or y >= h or x <= -1 or x >= w:
+        return torch.zeros(c, dtype=img.dtype)
+    y0, x0 = int(np.floor(y)), int(np.floor(x))
+    out = torch.zeros(c, dtype=img.dtype)
+    for yy, xx in itertools.product((y0, y0 + 1), (x0, x0 + 1)):
+        if 0 <= yy < h and 0 <= xx < w:
+            out += img[:, yy, xx] * (1 - abs(y - yy)) * (1 - abs(x - xx))
+    return out
+
+
+def _deform_loop(x, offset, weight, bias, mask, stride, padding, dilation):
+    n, c, h, w = x.shape
+    cout, _, kh, kw = weight.shape
+    ho = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    wo = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    out = torch.zeros(n, cout, ho, wo, dtype=x.dtype)
+    for b, oy, ox in itertools.product(range(n), range(ho), range(wo)):
+        acc = bias.clone()
+        for i, j in itertools.product(range(kh), range(kw)):
+            k = i * kw + j
+            y = oy * stride - padding + i * dilation + float(offset[b, 2 * k, oy, ox])
+            xx = ox * stride - padding + j * dilation + float(offset[b, 2 * k + 1, oy, ox])
+            v = _bilinear(x[b], y, xx) * float(mask[b, k, oy, ox])
+            acc = acc + weight[:, :, i, j] @ v
+        out[b, :, oy, ox] = acc
+    return out
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2)])
+def test_deform_conv_matches_direct_loop(stride, padding, dilation):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, generator=g, dtype=torch.float64)
+    ho = (7 + 2 * padding - dilation * 2 - 1) // stride + 1
+    wo = (6 + 2 * padding - dilation * 2 - 1) // stride + 1
+    offset = torch.randn(2, 18, ho, wo, generator=g, dtype=torch.float64) * 1.5  # some land outside
+    mask = torch.rand(2, 9, ho, wo, generator=g, dtype=torch.float64)
+    fast = deform_conv2d(x, offset, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                         mask=mask)
+    ref = _deform_loop(x, offset, weight, bias, mask, stride, padding, dilation)
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+
+
+def test_deform_conv_with_zero_offsets_is_a_convolution():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 5, 9, 11, generator=g)
+    weight = torch.randn(6, 5, 3, 3, generator=g)
+    offset = torch.zeros(1, 18, 9, 11)
+    out = deform_conv2d(x, offset, weight, None, padding=1, mask=torch.ones(1, 9, 9, 11))
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(x, weight, padding=1), atol=1e-5, rtol=1e-5)
+
+
+def test_deform_conv_gradients_reach_offsets_and_mask():
+    layer = DeformConv2d(4, 4)
+    with torch.no_grad():
+        layer.offset_mask.weight.normal_(0, 0.1)
+    x = torch.randn(1, 4, 8, 8, requires_grad=True)
+    layer(x).square().mean().backward()
+    assert x.grad.abs().sum() > 0
+    assert layer.offset_mask.weight.grad.abs().sum() > 0
+    assert layer.weight.grad.abs().sum() > 0
+
+
+def test_deform_conv_agrees_with_torchvision_when_present():
+    tv = torchvision_deform_conv2d()
+    if tv is None:
+        pytest.skip("torchvision is not importable beside this torch")
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 10, 9, generator=g)
+    w = torch.randn(5, 3, 3, 3, generator=g)
+    off = torch.randn(2, 18, 10, 9, generator=g) * 2
+    m = torch.rand(2, 9, 10, 9, generator=g)
+    torch.testing.assert_close(deform_conv2d(x, off, w, None, padding=1, mask=m),
+                               tv(x, off, w, None, padding=1, mask=m), atol=1e-4, rtol=1e-4)
+
+
+def test_deform_conv_rejects_wrong_offset_shape():
+    with pytest.raises(ValueError, match="offset must have shape"):
+        deform_conv2d(torch.zeros(1, 2, 5, 5), torch.zeros(1, 9, 5, 5), torch.zeros(2, 2, 3, 3), padding=1)
+
+
+# ----------------------------------------------------------------------------- network
+def test_mixup_weight_stays_in_open_unit_interval():
+    for init in (-50.0, -1.0, 0.0, 1.0, 50.0):
+        f = float(Mixup(init).factor)
+        assert 0.0 <= f <= 1.0
+    m = Mixup(-1.0)
+    assert 0 < float(m.factor) < 1
+    skip, up = torch.ones(1, 2, 4, 4), torch.zeros(1, 2, 4, 4)
+    torch.testing.assert_close(m(skip, up), torch.full_like(skip, float(m.factor)))
+    # trained hard towards one side the factor approaches but never reaches 0 or 1
+    opt = torch.optim.SGD(m.parameters(), lr=10.0)
+    for _ in range(20):
+        opt.zero_grad()
+        m(skip, up).mean().neg().backward()
+        opt.step()
+    assert 0.9 < float(m.factor) < 1.0
+
+
+@pytest.mark.parametrize("name", ["fast", "paper"])
+def test_presets_shapes_and_identity_start(name):
+    cfg = preset(name, channels=(8, 8, 16) if name == "paper" else (8, 8, 16, 16))
+    net = AECRNet(cfg).eval()
+    m = net.info.size_multiple
+    x = torch.rand(2, 3, 4 * m, 6 * m)
+    out = net(x)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, x)  # the tail starts at zero: no correction before training
+
+
+def test_paper_preset_size_and_cost():
+    net = AECRNet(preset("paper"))
+    n = sum(p.numel() for p in net.parameters())
+    assert 2.5e6 < n < 2.8e6  # the paper's 2.61 M (one shared FA block, one shared DCN)
+    assert net.flops_per_pixel() > 5 * AECRNet(preset("fast")).flops_per_pixel()
+
+
+def test_local_mean_is_a_box_filter():
+    x = torch.arange(25.0).view(1, 1, 5, 5)
+    y = local_mean(x, 3)
+    assert float(y[0, 0, 2, 2]) == pytest.approx(float(x[0, 0, 1:4, 1:4].mean()))
+    assert float(y[0, 0, 0, 0]) == pytest.approx(float(x[0, 0, :2, :2].mean()))
+
+
+def test_engine_tiles_the_fast_net_without_visible_seams():
+    from napari_nlcl.inference import predict
+
+    torch.manual_seed(0)
+    net = AECRNet(preset("fast", channels=(8, 8, 16, 16), blocks=2))
+    with torch.no_grad():
+        net.tail[1].weight.normal_(0, 0.05)  # a non-trivial (random) correction
+    img = np.random.default_rng(0).random((300, 360, 3)).astype(np.float32)
+    whole = predict(img, net, device="cpu", tile=1024)
+    tiled = predict(img, net, device="cpu", tile=224)
+    # documented tolerance: the attention window reaches past the halo, everything else is exact
+    assert np.abs(whole - tiled).max() < 2e-3
+
+
+# ----------------------------------------------------------------------------- recipe
+def _photos():
+    from skimage import data
+
+    return [data.astronaut(), data.chelsea(), data.coffee()]
+
+
+def test_synthetic_mode_lowers_the_loss():
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=4, seed=0)
+    tr = Trainer.from_recipe_name(
+        "dehaze", crops, TrainConfig(steps=40, batch_size=4, crop=32, lr=2e-3),
+        recipe_config={"net": {"channels": [8, 8, 16, 16], "blocks": 1}, "cr_weight": 0.1,
+                       "cr_warmup": 5, "encoder": "tiny"},
+    )
+    hist = tr.fit()
+    first = np.mean([e.losses["l1"] for e in hist[:8]])
+    last = np.mean([e.losses["l1"] for e in hist[-8:]])
+    assert last < 0.8 * first
+    assert "cr" in hist[-1].losses
+
+
+def test_synthetic_haze_follows_the_scattering_model():
+    from napari_nlcl.recipes.dehaze import synthesize_haze
+
+    clear = torch.rand(3, 3, 40, 40)
+    hazy = synthesize_haze(clear, torch.Generator().manual_seed(0))
+    assert hazy.shape == clear.shape
+    # I = J t + A (1 - t) with t < 1 pulls every pixel towards the bright airlight
+    dark = clear < 0.3
+    assert float(hazy[dark].mean()) > float(clear[dark].mean()) + 0.1
+    again = synthesize_haze(clear, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(hazy, again)
+
+
+def test_plan_data_picks_the_mode():
+    from napari_nlcl.engine import recipe_class
+
+    cls = recipe_class("dehaze")
+    assert cls.plan_data(["clear"]) == ({"mode": "synthetic"}, False)
+    assert cls.plan_data(["hazy", "clear"]) == ({"mode": "paired"}, True)
+    assert cls.plan_data(["hazy"]) == ({"mode": "unsupervised"}, False)
+    with pytest.raises(ValueError, match="hazy and/or clear"):
+        cls.plan_data(["rainy"])
+
+
+def test_bad_settings_are_refused_clearly():
+    from napari_nlcl.engine import build_recipe
+
+    with pytest.raises(ValueError, match="mode must be one of"):
+        build_recipe("dehaze", {"mode": "magic"})
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_recipe("dehaze", {"preset": "huge"})
+    with pytest.raises(ValueError, match="unknown DehazeConfig setting"):
+        build_recipe("dehaze", {"cr_wieght": 1})
+
+
+def _tiny_model_file(tmp_path, steps=3):
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import TrainConfig, Trainer
+
+    path = tmp_path / "tiny.pt"
+    crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=2, seed=0)
+    Trainer.from_recipe_name(
+        "dehaze", crops, TrainConfig(steps=steps, batch_size=2, crop=32),
+        recipe_config={"net": {"channels": [8, 8, 16, 16], "blocks": 1}, "cr_weight": 0.0},
+        checkpoint=path,
+    ).fit()
+    return path
+
+
+def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path):
+    import dask.array as da
+
+    from napari_nlcl.data import ImageSource, RandomCrops
+    from napari_nlcl.engine import TrainConfig, Trainer, load_recipe
+
+    start = _tiny_model_file(tmp_path)
+    frames = np.stack([synth.add_haze(p[:200, :200], beta=1.2, rng=i)[0] for i, p in enumerate(_photos())])
+    stack = da.from_array((frames * 255).astype(np.uint8), chunks=(1, 200, 200, 3))
+    source = ImageSource(stack, name="hazy")
+    crops = RandomCrops({"hazy": source}, crop=32, batch_size=2, seed=0)
+    out = tmp_path / "tuned.pt"
+    tr = Trainer.from_model(start, crops, TrainConfig(steps=4, batch_size=2, crop=32),
+                            recipe_config={"mode": "unsupervised", "cr_weight": 0.1, "cr_warmup": 0,
+                                           "encoder": "tiny"}, checkpoint=out)
+    assert tr.recipe.has_teacher
+    hist = tr.fit()
+    assert {"anchor", "dark", "cr", "total"} <= set(hist[-1].losses)
+    assert hist[0].losses["anchor"] == pytest.approx(0.0, abs=1e-6)  # starts where the model was
+    assert source.reads <= 3
+    recipe, payload = load_recipe(out)
+    assert recipe.has_teacher and json_meta(payload)["started_from"] == str(start)
+    # the teacher stays frozen: it still equals the starting model
+    start_net = load_recipe(start)[0].net.state_dict()
+    for k, v in recipe.teacher.state_dict().items():
+        torch.testing.assert_close(v, start_net[k])
+
+
+def json_meta(payload):
+    import json
+
+    return json.loads(payload["metadata"])
+
+
+def test_unsupervised_from_scratch_uses_dcp_targets():
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import TrainConfig, Trainer
+
+    hazy = [synth.add_haze(p, beta=1.0, rng=0)[0] for p in _photos()]
+    crops = RandomCrops({"hazy": hazy}, crop=32, batch_size=2, seed=0)
+    tr = Trainer.from_recipe_name(
+        "dehaze", crops, TrainConfig(steps=2, batch_size=2, crop=32),
+        recipe_config={"mode": "unsupervised", "net": {"channels": [8, 8, 16, 16], "blocks": 1},
+                       "cr_weight": 0.0},
+    )
+    hist = tr.fit()
+    assert hist[0].losses["anchor"] > 0.01  # the DCP output differs from the identity start
+
+
+def test_exported_model_loads_but_cannot_be_resumed(tmp_path):
+    from napari_nlcl import load_model
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import Trainer, export_model
+
+    ckpt = _tiny_model_file(tmp_path)
+    small = export_model(ckpt, tmp_path / "small.pt")
+    assert small.stat().st_size < 0.6 * ckpt.stat().st_size
+    model = load_model(small, task="dehaze")
+    assert model.info.task == "dehaze"
+    crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=2, seed=0)
+    with pytest.raises(ValueError, match="exported weights only"):
+        Trainer.resume(small, crops)
+
+
+# ----------------------------------------------------------------------------- default weights
+needs_default = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="default weights not built")
+
+
+def _synthetic_example():
+    from skimage import data
+
+    clear = data.astronaut()[::2, ::2].astype(np.float32) / 255  # 256 x 256
+    depth = synth.random_depth(clear.shape, rng=3, sky_fraction=0.1)
+    hazy, _ = synth.add_haze(clear, beta=1.4, airlight=(0.86, 0.88, 0.9), depth=depth)
+    return clear, hazy
+
+
+def _psnr(a, b):
+    return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
+
+
+@needs_default
+def test_default_weights_load_offline_and_beat_dcp(monkeypatch):
+    import napari_nlcl
+
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent")  # nothing may be downloaded
+    clear, hazy = _synthetic_example()
+    learned = napari_nlcl.dehaze(hazy, device="cpu")
+    dcp = napari_nlcl.dehaze(hazy, method="dcp", device="cpu")
+    p_in, p_dcp, p_net = _psnr(hazy, clear), _psnr(dcp, clear), _psnr(learned, clear)
+    assert p_net > p_in + 5
+    assert p_net > p_dcp + 2, (p_in, p_dcp, p_net)
+
+
+@needs_default
+def test_default_model_on_a_lazy_stack():
+    import dask.array as da
+
+    import napari_nlcl
+
+    _, hazy = _synthetic_example()
+    stack = da.from_array(np.stack([hazy, hazy[::-1]]), chunks=(1, 256, 256, 3))
+    out = napari_nlcl.dehaze(stack, device="cpu")
+    assert hasattr(out, "dask") and out.shape == stack.shape
+    plane = np.asarray(out[1])
+    np.testing.assert_allclose(plane, napari_nlcl.dehaze(hazy[::-1], device="cpu"), atol=1e-5)
+
+
+@needs_default
+def test_default_model_on_grayscale_and_16_bit():
+    import napari_nlcl
+
+    clear, hazy = _synthetic_example()
+    gray = (hazy.mean(-1) * 65535).astype(np.uint16)  # replicated to RGB and averaged back
+    out = napari_nlcl.dehaze(gray, device="cpu")
+    assert out.shape == gray.shape and out.dtype == np.uint16
+    assert _psnr(out / 65535.0, clear.mean(-1)) > _psnr(gray / 65535.0, clear.mean(-1)) + 3
+    with pytest.raises(ValueError, match="NaN"):
+        napari_nlcl.dehaze(np.full((64, 64, 3), np.nan, np.float32), device="cpu")
+
+
+# ----------------------------------------------------------------------------- CLI and library
+def test_cli_trains_with_clear_images_then_finetunes_unsupervised(tmp_path):
+    from skimage import io as skio
+
+    from napari_nlcl import cli
+
+    clear_dir = tmp_path / "clear"
+    hazy_dir = tmp_path / "hazy"
+    clear_dir.mkdir()
+    hazy_dir.mkdir()
+    for i, p in enumerate(_photos()):
+        skio.imsave(clear_dir / f"c{i}.png", p[:120, :160], check_contrast=False)
+        hz = synth.add_haze(p[:120, :160], beta=1.0, rng=i)[0]
+        skio.imsave(hazy_dir / f"h{i}.png", (hz * 255).astype(np.uint8), check_contrast=False)
+    base = tmp_path / "base.pt"
+    args = ["--steps", "2", "--crop", "32", "--batch-size", "2", "-S", "cr_weight=0",
+            "-S", "preset=fast"]
+    assert cli.main(["train", "dehaze", "--clear", str(clear_dir), "-o", str(base), *args]) == 0
+    tuned = tmp_path / "tuned.pt"
+    assert cli.main(["train", "dehaze", "--hazy", str(hazy_dir), "--from", str(base), "-o", str(tuned),
+                     *args]) == 0
+    out = tmp_path / "out.png"
+    assert cli.main(["dehaze", str(hazy_dir / "h0.png"), "-m", str(tuned), "-o", str(out)]) == 0
+    assert skio.imread(out).shape == (120, 160, 3)
+    # paired mode needs both; a typo'd source is refused in one line
+    assert cli.main(["train", "dehaze", "--data", f"rainy={hazy_dir}", "-o", str(tuned)]) == 2
+    assert cli.main(["train", "dehaze", "-o", str(tuned)]) == 2
+
+
+def test_library_lists_saved_models_by_task(tmp_path, model_library):
+    from napari_nlcl import library
+
+    ckpt = _tiny_model_file(tmp_path)
+    assert library.list_models("dehaze") == []
+    saved = library.save_model(ckpt, "my haze")
+    assert saved.parent == model_library
+    (model_library / "junk.pt").write_bytes(b"not a model")  # skipped, not fatal
+    models = library.list_models("dehaze")
+    assert [m.name for m in models] == ["my haze"] and models[0].recipe == "dehaze"
+    assert library.list_models("derain") == []
+    with pytest.raises(FileExistsError):
+        library.save_model(ckpt, "my haze")
+    with pytest.raises(ValueError, match="not allowed"):
+        library.save_model(ckpt, "../evil")
+    library.remove_model("my haze")
+    assert library.list_models() == []
