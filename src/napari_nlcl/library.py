@@ -20,7 +20,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from psygnal import Signal
+
 ENV_VAR = "NAPARI_NLCL_MODELS"
+
+
+class _LibraryEvents:
+    changed = Signal()
+
+
+_events = _LibraryEvents()
+#: emitted after a model is saved, imported or deleted (widgets refresh their model lists)
+changed = _events.changed
 _NAME = re.compile(r"^[\w][\w .+-]{0,63}$")
 
 
@@ -93,7 +104,9 @@ def save_model(checkpoint: str | os.PathLike, name: str, *, overwrite: bool = Fa
     target = library_dir(create=True) / f"{check_name(name)}.pt"
     if target.exists() and not overwrite:
         raise FileExistsError(f"a model named {name!r} exists already; choose another name or overwrite")
-    return export_model(checkpoint, target)
+    path = export_model(checkpoint, target)
+    changed.emit()
+    return path
 
 
 def remove_model(name: str) -> None:
@@ -101,3 +114,4 @@ def remove_model(name: str) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"no model named {name!r} in {library_dir()}")
     path.unlink()
+    changed.emit()

@@ -92,6 +92,9 @@ class TaskWidget(Container):
         for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
                       viewer.layers.events.reordered):
             event.connect(self._refresh_layers)
+        from napari_nlcl.library import changed
+
+        changed.connect(self.refresh_models)  # a model saved in the Train widget appears at once
 
     # ------------------------------------------------------------------ helpers
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:

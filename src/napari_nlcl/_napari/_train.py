@@ -1,0 +1,516 @@
+"""The Train widget: fine-tune a model on the user's own layers or folders, live.
+
+A thin view over the headless engine.  ``Trainer.fit_iter()`` runs in a
+napari generator worker; every event it yields (a step with its losses, a
+preview, a checkpoint) comes back to the main thread through the worker's
+``yielded`` signal, where the loss plot, the progress line and the preview
+layer are updated.  Nothing napari-side is touched from the worker thread.
+
+* Stop is ``worker.quit()``: it takes effect at the next yield (one step) and
+  the trainer's generator is closed in the worker thread, which writes a
+  valid checkpoint at the current step.
+* Continue runs ``fit_iter()`` again on the same trainer: it resumes exactly
+  where Stop left it (same weights, optimiser, schedule and data stream).
+* Reset drops the trainer and frees the GPU's cached memory.
+
+The task list, the data inputs and the "advanced" loss weights all come from
+the recipe registry (``napari_nlcl.engine``): a recipe registered tomorrow
+appears here without changes to this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from ._widgets import _notify_error, _notify_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+SCRATCH = "(from scratch)"
+DEFAULT = "(shipped default)"
+
+
+def _closing_worker_class():
+    from napari.qt.threading import GeneratorWorker
+
+    class ClosingGeneratorWorker(GeneratorWorker):
+        """A generator worker that closes its generator in the worker thread when it ends.
+
+        napari's worker simply stops iterating on ``quit()``; closing the
+        generator runs the trainer's ``finally``/``GeneratorExit`` code (the
+        checkpoint of the current step) before ``finished`` is emitted.
+        """
+
+        def work(self):
+            try:
+                return super().work()
+            finally:
+                self._gen.close()
+
+    return ClosingGeneratorWorker
+
+
+def _format_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class TrainWidget(Container):
+    """Fine-tune or train a model on layers or folders, with live loss and preview."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from napari_nlcl.engine import recipe_names
+        from napari_nlcl.inference import available_devices
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self.trainer = None
+        self._run_dir = Path(tempfile.mkdtemp(prefix="napari-nlcl-run-"))
+        self._source_widgets: dict[str, tuple[ComboBox, FileEdit]] = {}
+        self._advanced: dict[str, Any] = {}
+
+        self.task_combo = ComboBox(label="task", choices=recipe_names())
+        self.sources_box = Container(labels=True)
+        self.start_combo = ComboBox(label="start from", choices=self._start_choices)
+        self.steps_spin = SpinBox(label="steps", min=1, max=1_000_000, step=100, value=500)
+        self.crop_spin = SpinBox(label="crop (px)", min=16, max=1024, step=16, value=128)
+        self.batch_spin = SpinBox(label="batch size", min=1, max=256, value=4)
+        self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1e-1, step=1e-5, value=1e-4)
+        self.lr_spin.native.setDecimals(6)
+        self.seed_spin = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.show_advanced = CheckBox(text="advanced: loss weights", value=False)
+        self.advanced_box = Container(labels=True, visible=False)
+        self.preview_combo = ComboBox(label="preview on", choices=self._preview_choices, nullable=True)
+        self.preview_spin = SpinBox(label="preview every", min=0, max=100_000, step=10, value=50)
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.continue_button = PushButton(text="Continue", enabled=False)
+        self.reset_button = PushButton(text="Reset", enabled=False)
+        self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(label="", value="not started")
+        self.name_edit = LineEdit(label="model name", value="")
+        self.save_button = PushButton(text="Save to my models", enabled=False)
+        self.apply_button = PushButton(text="Apply to stack", enabled=False)
+        self.library_combo = ComboBox(label="my models", choices=self._library_choices, nullable=True)
+        self.import_path = FileEdit(label="import file", mode="r", filter="*.pt")
+        self.import_button = PushButton(text="Import")
+        self.export_path = FileEdit(label="export to", mode="w", filter="*.pt")
+        self.export_button = PushButton(text="Export selected")
+        self.delete_button = PushButton(text="Delete selected")
+
+        from ._plot import LossPlot, attach_to
+
+        self.plot = LossPlot()
+        buttons = Container(layout="horizontal", labels=False,
+                            widgets=[self.start_button, self.stop_button, self.continue_button,
+                                     self.reset_button])
+        library_buttons = Container(layout="horizontal", labels=False,
+                                    widgets=[self.import_button, self.export_button, self.delete_button])
+        self.extend([
+            self.task_combo, self.sources_box, self.start_combo, self.steps_spin, self.crop_spin,
+            self.batch_spin, self.lr_spin, self.seed_spin, self.device_combo, self.show_advanced,
+            self.advanced_box, self.preview_combo, self.preview_spin, buttons, self.progress,
+            self.status,
+        ])
+        self.plot_box = Container(labels=False)
+        attach_to(self.plot_box, self.plot)
+        self.extend([self.plot_box, self.name_edit, self.save_button, self.apply_button,
+                     self.library_combo, self.import_path, self.export_path, library_buttons])
+
+        self.task_combo.changed.connect(self._task_changed)
+        self.show_advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", bool(v)))
+        self.start_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.continue_button.changed.connect(self.resume)
+        self.reset_button.changed.connect(self.reset)
+        self.save_button.changed.connect(self.save_model)
+        self.apply_button.changed.connect(self.apply_to_stack)
+        self.import_button.changed.connect(self.import_model)
+        self.export_button.changed.connect(self.export_model)
+        self.delete_button.changed.connect(self.delete_model)
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                      viewer.layers.events.reordered):
+            event.connect(self._refresh_layers)
+        viewer.dims.events.current_step.connect(self._update_preview_frame)
+        from napari_nlcl.library import changed
+
+        changed.connect(self._refresh_library)
+        self._task_changed()
+
+    # ------------------------------------------------------------------ recipe-driven parts
+    def _recipe_cls(self):
+        from napari_nlcl.engine import recipe_class
+
+        return recipe_class(self.task_combo.value)
+
+    def _image_layers(self) -> list[tuple[str, Any]]:
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _preview_choices(self, *_: Any):
+        return self._image_layers()
+
+    def _start_choices(self, *_: Any) -> list[tuple[str, str]]:
+        from napari_nlcl.library import list_models
+
+        if self.task_combo.value is None:
+            return [(SCRATCH, SCRATCH)]
+        cls = self._recipe_cls()
+        choices = [(DEFAULT, DEFAULT)] if cls.default_weights and Path(cls.default_weights).is_file() else []
+        choices += [(f"{m.name} (my model)", str(m.path)) for m in list_models(cls.task)
+                    if m.recipe == cls.name]
+        return choices + [(SCRATCH, SCRATCH)]
+
+    def _library_choices(self, *_: Any) -> list[tuple[str, str]]:
+        from napari_nlcl.library import list_models
+
+        return [(f"{m.name} [{m.task}]", str(m.path)) for m in list_models()]
+
+    def _task_changed(self, *_: Any) -> None:
+        if self.task_combo.value is None:
+            self.status.value = "no training recipes are registered"
+            return
+        cls = self._recipe_cls()
+        self.sources_box.clear()
+        self._source_widgets = {}
+        layers = self._image_layers()
+        for i, name in enumerate(cls.accepted_sources or cls.data_sources):
+            combo = ComboBox(label=f"{name} layer", nullable=True,
+                             choices=lambda *_: self._image_layers())
+            combo.value = layers[0][1] if (i == 0 and layers) else None
+            folder = FileEdit(label=f"or {name} folder", mode="d")
+            self._source_widgets[name] = (combo, folder)
+            self.sources_box.extend([combo, folder])
+        self.advanced_box.clear()
+        self._advanced = {}
+        for f in dataclasses.fields(cls.Config):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if isinstance(default, bool):
+                w = CheckBox(label=f.name, value=default)
+            elif isinstance(default, int):
+                w = SpinBox(label=f.name, min=0, max=1_000_000, value=default)
+            elif isinstance(default, float):
+                w = FloatSpinBox(label=f.name, min=0.0, max=1e4, step=0.01, value=default)
+                w.native.setDecimals(4)
+            else:
+                continue  # structural settings (mode, architecture) are not loss weights
+            self._advanced[f.name] = w
+            self.advanced_box.append(w)
+        self.start_combo.reset_choices()
+
+    def _refresh_layers(self, *_: Any) -> None:
+        for combo, _folder in self._source_widgets.values():
+            combo.reset_choices()
+        self.preview_combo.reset_choices()
+
+    def _refresh_library(self, *_: Any) -> None:
+        self.start_combo.reset_choices()
+        self.library_combo.reset_choices()
+
+    # ------------------------------------------------------------------ building a run
+    def _data(self):
+        """The chosen sources as ``RandomCrops`` plus the recipe-config overrides."""
+        from napari_nlcl.data import ImageSource, RandomCrops
+
+        cls = self._recipe_cls()
+        sources = {}
+        for name, (combo, folder) in self._source_widgets.items():
+            path = folder.value
+            if path is not None and str(path) not in ("", ".") and Path(path).is_dir():
+                sources[name] = ImageSource(str(path), name=name)
+            elif combo.value is not None:
+                layer = combo.value
+                if layer.multiscale:
+                    raise ValueError(f"layer {layer.name!r} is multiscale; choose a single-scale layer")
+                sources[name] = ImageSource(layer.data, rgb=layer.rgb, name=f"{name} ({layer.name})")
+        overrides, paired = cls.plan_data(sources)
+        data = RandomCrops(sources, crop=int(self.crop_spin.value), batch_size=int(self.batch_spin.value),
+                           paired=paired, seed=int(self.seed_spin.value))
+        return data, overrides
+
+    def _preview_frame(self):
+        import numpy as np
+
+        layer = self.preview_combo.value
+        if layer is None:
+            return None
+        data = layer.data
+        lead = data.ndim - (3 if layer.rgb else 2)
+        index = tuple(int(i) for i in self._viewer.dims.current_step[:lead]) if lead else ()
+        index = tuple(min(i, s - 1) for i, s in zip(index, data.shape[:lead]))
+        return np.asarray(data[index] if index else data)
+
+    def _update_preview_frame(self, *_: Any) -> None:
+        if self.trainer is not None and self.preview_combo.value is not None:
+            try:
+                self.trainer.preview_image = self._preview_frame()  # read by the worker at its next preview
+            except (ValueError, IndexError):
+                pass
+
+    def _build_trainer(self):
+        from napari_nlcl.engine import Trainer, TrainConfig
+
+        data, overrides = self._data()
+        settings = {**overrides, **{k: w.value for k, w in self._advanced.items()}}
+        config = TrainConfig(
+            steps=int(self.steps_spin.value), batch_size=int(self.batch_spin.value),
+            crop=int(self.crop_spin.value), lr=float(self.lr_spin.value), seed=int(self.seed_spin.value),
+            device=self.device_combo.value, preview_every=int(self.preview_spin.value),
+        )
+        ckpt = self._run_dir / "run.pt"
+        kwargs = dict(checkpoint=ckpt, preview_image=self._preview_frame(),
+                      metadata={"command": "napari Train widget"})
+        start = self.start_combo.value
+        if start == SCRATCH:
+            return Trainer.from_recipe_name(self.task_combo.value, data, config, recipe_config=settings,
+                                            **kwargs)
+        source = self._recipe_cls().default_weights if start == DEFAULT else start
+        return Trainer.from_model(source, data, config, recipe_config=settings, **kwargs)
+
+    # ------------------------------------------------------------------ actions
+    def start(self, *_: Any):
+        """Build a new run from the form and start it; returns the worker (None on bad input)."""
+        if self._worker is not None:
+            return None
+        try:
+            trainer = self._build_trainer()
+        except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+            _notify_error(f"cannot start training: {exc}")
+            return None
+        self._release()
+        self.trainer = trainer
+        self.plot.clear()
+        return self._run()
+
+    def resume(self, *_: Any):
+        """Continue the stopped (or finished) run exactly where it is."""
+        if self._worker is not None or self.trainer is None:
+            return None
+        tr = self.trainer
+        if tr.step >= tr.config.steps:  # finished: train for another "steps"
+            tr.config.steps = tr.step + int(self.steps_spin.value)
+        return self._run()
+
+    def _run(self):
+        from napari.qt.threading import create_worker
+
+        trainer = self.trainer
+
+        def work():
+            yield from trainer.fit_iter()
+
+        worker = create_worker(work, _start_thread=False, _worker_class=_closing_worker_class(),
+                               _ignore_errors=True)
+        self._worker = worker
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._set_busy(True)
+        self.status.value = f"training from step {trainer.step}..."
+        worker.start()
+        return worker
+
+    def stop(self, *_: Any) -> None:
+        if self._worker is not None:
+            self.status.value = "stopping after this step..."
+            self._worker.quit()
+
+    def reset(self, *_: Any) -> None:
+        """Forget the run and free its memory (GPU cache included)."""
+        if self._worker is not None:
+            return
+        self._release()
+        self.plot.clear()
+        self.progress.value = 0
+        self.status.value = "reset"
+        self._set_busy(False)
+
+    def _release(self) -> None:
+        self.trainer = None
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    # ------------------------------------------------------------------ worker signals (main thread)
+    def _on_event(self, event) -> None:
+        if event.kind == "step":
+            self.plot.add_point(event.step, event.losses)
+            self.progress.max = max(event.total, 1)
+            self.progress.value = event.step
+            self.status.value = (f"step {event.step}/{event.total}  "
+                                 f"{event.images_per_s / max(self.trainer.config.batch_size, 1):.2f} steps/s  "
+                                 f"{_format_seconds(event.seconds_left)} left")
+        elif event.kind == "preview" and event.preview is not None:
+            self._show_preview(event.preview)
+
+    def _show_preview(self, image) -> None:
+        name = f"{self.task_combo.value} preview"
+        source = self.preview_combo.value
+        if name in self._viewer.layers and self._viewer.layers[name].data.shape == image.shape:
+            self._viewer.layers[name].data = image  # in place: never a new layer per update
+        else:
+            if name in self._viewer.layers:
+                self._viewer.layers.remove(name)
+            rgb = bool(getattr(source, "rgb", image.ndim == 3 and image.shape[-1] in (3, 4)))
+            self._viewer.add_image(image, name=name, rgb=rgb,
+                                   contrast_limits=getattr(source, "contrast_limits", None))
+
+    def _on_error(self, exc: BaseException) -> None:
+        hint = ""
+        text = str(exc)
+        if isinstance(exc, MemoryError) or "out of memory" in text.lower():
+            hint = " (lower the batch size or the crop size, or train on the CPU)"
+        _notify_error(f"training failed: {text}{hint}")
+        self.status.value = "failed; Continue retries from the last step"
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        tr = self.trainer
+        if tr is not None:
+            state = "done" if tr.step >= tr.config.steps else "stopped"
+            self.status.value = f"{state} at step {tr.step}; checkpoint saved"
+        self._set_busy(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        has_run = self.trainer is not None
+        self.start_button.enabled = not busy
+        self.stop_button.enabled = busy
+        self.continue_button.enabled = not busy and has_run
+        self.reset_button.enabled = not busy and has_run
+        self.save_button.enabled = not busy and has_run
+        self.apply_button.enabled = not busy and has_run
+        self.task_combo.enabled = not busy
+
+    # ------------------------------------------------------------------ models
+    def save_model(self, *_: Any):
+        """Save the current run to the model library under the given name."""
+        from napari_nlcl import library
+
+        if self.trainer is None or self._worker is not None:
+            return None
+        try:
+            name = library.check_name(self.name_edit.value)
+            ckpt = self.trainer.save()
+            path = library.save_model(ckpt, name, overwrite=True)
+        except (ValueError, OSError) as exc:
+            _notify_error(f"cannot save: {exc}")
+            return None
+        _notify_info(f"saved {name!r} to {path.parent}")
+        self.status.value = f"saved as {name!r}"
+        return path
+
+    def apply_to_stack(self, *_: Any):
+        """Apply the current model to the whole first data layer (lazily for dask stacks)."""
+        import copy
+
+        from napari_nlcl.inference import _is_dask, predict
+
+        if self.trainer is None or self._worker is not None:
+            return None
+        layer = next((c.value for c, _ in self._source_widgets.values() if c.value is not None), None)
+        if layer is None:
+            _notify_error("choose a data layer to apply the model to")
+            return None
+        model = copy.deepcopy(self.trainer.recipe.inference_model()).cpu().eval()
+        name = f"{layer.name} {self.task_combo.value} (trained)"
+        try:
+            if _is_dask(layer.data):
+                result = predict(layer.data, model, device="cpu")  # lazy: planes computed on view
+                return self._put_layer(name, result, layer)
+            from napari.qt.threading import thread_worker
+
+            @thread_worker(ignore_errors=True)
+            def work():
+                from napari_nlcl.inference import iter_predict
+
+                gen = iter_predict(layer.data, model, device=self.device_combo.value)
+                while True:
+                    try:
+                        p = next(gen)
+                    except StopIteration as stop:
+                        return stop.value
+                    yield p
+
+            worker = work()
+            worker.returned.connect(lambda out: self._put_layer(name, out, layer))
+            worker.errored.connect(lambda exc: _notify_error(f"apply failed: {exc}"))
+            worker.start()
+            return worker
+        except (ValueError, TypeError) as exc:
+            _notify_error(str(exc))
+            return None
+
+    def _put_layer(self, name: str, data: Any, like: Any) -> None:
+        if name in self._viewer.layers:
+            self._viewer.layers.remove(name)
+        self._viewer.add_image(data, name=name, rgb=like.rgb, contrast_limits=like.contrast_limits,
+                               scale=like.scale, translate=like.translate)
+
+    def import_model(self, *_: Any):
+        from napari_nlcl import library
+
+        path = self.import_path.value
+        try:
+            if path is None or not Path(path).is_file():
+                raise FileNotFoundError(f"choose a model file (.pt) to import, got {path}")
+            return library.save_model(path, Path(path).stem)
+        except (ValueError, OSError) as exc:
+            _notify_error(f"cannot import: {exc}")
+            return None
+
+    def export_model(self, *_: Any):
+        from napari_nlcl.engine import export_model
+
+        src = self.library_combo.value
+        dst = self.export_path.value
+        try:
+            if src is None:
+                raise ValueError("select one of my models to export")
+            if dst is None or Path(dst).suffix.lower() != ".pt":
+                raise ValueError("choose the file to export to (ending in .pt) in 'export to'")
+            return export_model(src, dst)
+        except (ValueError, OSError) as exc:
+            _notify_error(f"cannot export: {exc}")
+            return None
+
+    def delete_model(self, *_: Any) -> None:
+        from napari_nlcl import library
+
+        src = self.library_combo.value
+        if src is None:
+            _notify_error("select one of my models to delete")
+            return
+        try:
+            library.remove_model(Path(src).stem)
+        except (ValueError, OSError) as exc:
+            _notify_error(f"cannot delete: {exc}")

@@ -1,0 +1,203 @@
+"""The Train widget on a real viewer (under Xvfb), with tiny models so each test takes seconds."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_nlcl._napari import _train, _widgets
+from napari_nlcl.engine import read_checkpoint, register_recipe
+
+pytest.importorskip("napari")
+register_recipe("toy", "toy_recipe:ToyRecipe")
+
+
+@pytest.fixture(autouse=True)
+def main_thread_only(monkeypatch):
+    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
+    monkeypatch.setattr(_train, "_notify_error", seen.append)
+    return seen
+
+
+@pytest.fixture
+def train(make_napari_viewer):
+    viewer = make_napari_viewer()
+    w = _train.TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    return viewer, w
+
+
+def _wait(qtbot, w, timeout=60000):
+    qtbot.waitUntil(lambda: w._worker is None, timeout=timeout)
+
+
+def _image(shape=(80, 96, 3), seed=0):
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def _setup_toy(viewer, w, *, steps=30, preview_every=0):
+    layer = viewer.add_image(_image(), name="frames", rgb=True)
+    w.task_combo.value = "toy"
+    combo, _folder = w._source_widgets["image"]
+    combo.value = layer
+    w.start_combo.value = _train.SCRATCH
+    w.steps_spin.value = steps
+    w.crop_spin.value = 32
+    w.batch_spin.value = 2
+    w.lr_spin.value = 1e-2
+    w.preview_spin.value = preview_every
+    w.preview_combo.value = layer if preview_every else None
+    return layer
+
+
+def test_recipes_and_their_inputs_come_from_the_registry(train):
+    viewer, w = train
+    assert {"dehaze", "toy"} <= set(w.task_combo.choices)
+    w.task_combo.value = "dehaze"
+    assert set(w._source_widgets) == {"hazy", "clear"}
+    assert "cr_weight" in w._advanced and "dark_weight" in w._advanced
+    w.task_combo.value = "toy"
+    assert set(w._source_widgets) == {"image"}
+    assert w.start_combo.choices == (_train.SCRATCH,)  # toy ships no default and has no saved models
+
+
+def test_start_stop_continue_and_live_plot(train, qtbot, errors):
+    viewer, w = train
+    _setup_toy(viewer, w, steps=400)
+    worker = w.start()
+    assert worker is not None and errors == []
+    qtbot.waitUntil(lambda: w.trainer.step >= 5, timeout=30000)
+    w.stop()
+    _wait(qtbot, w)
+    stopped = w.trainer.step
+    assert 5 <= stopped < 400
+    ckpt = read_checkpoint(w.trainer.checkpoint)  # Stop left a valid checkpoint at that step
+    assert int(ckpt["step"]) == stopped
+    assert "stopped" in w.status.value and w.continue_button.enabled
+    points = w.plot.series()["l1"]
+    assert points and points[-1][0] == stopped
+    w.steps_spin.value = 10
+    w.trainer.config.steps = stopped + 10  # continue to a nearby end
+    w.resume()
+    _wait(qtbot, w)
+    assert w.trainer.step == stopped + 10
+    steps = [s for s, _ in w.plot.series()["l1"]]
+    assert steps == sorted(set(steps)) and steps[-1] == stopped + 10  # one curve, no restart
+    assert "done" in w.status.value
+    assert errors == []
+
+
+def test_preview_layer_is_updated_in_place(train, qtbot, errors):
+    viewer, w = train
+    _setup_toy(viewer, w, steps=6, preview_every=2)
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
+    w.start()
+    _wait(qtbot, w)
+    assert inserted.count("toy preview") == 1  # created once, then data replaced
+    preview = viewer.layers["toy preview"]
+    assert preview.data.shape == viewer.layers["frames"].data.shape
+    assert errors == []
+
+
+def test_reset_frees_the_run(train, qtbot):
+    viewer, w = train
+    _setup_toy(viewer, w, steps=3)
+    w.start()
+    _wait(qtbot, w)
+    w.reset()
+    assert w.trainer is None and not w.continue_button.enabled
+    assert w.plot.series() == {}
+
+
+def test_bad_layer_choice_shows_a_notification_and_changes_nothing(train, errors):
+    viewer, w = train
+    _setup_toy(viewer, w)
+    viewer.add_image(np.zeros((10, 12), np.float32), name="tiny")
+    w._source_widgets["image"][0].value = viewer.layers["tiny"]
+    before = [layer.name for layer in viewer.layers]
+    assert w.start() is None
+    assert errors and "smaller than the 32 px crop" in errors[0]
+    assert [layer.name for layer in viewer.layers] == before
+    assert w.trainer is None
+
+
+def test_two_lazy_stacks_are_read_frame_by_frame(train, qtbot, errors):
+    viewer, w = train
+    reads: list[tuple[str, int]] = []
+
+    def stack(kind, n=40):
+        def load(i):
+            reads.append((kind, i))
+            return _image((64, 64, 3), seed=i)
+
+        return da.stack([da.from_delayed(dask.delayed(load)(i), (64, 64, 3), np.uint8) for i in range(n)])
+
+    hazy = viewer.add_image(stack("hazy"), name="hazy", rgb=True, contrast_limits=(0, 255))
+    clear = viewer.add_image(stack("clear"), name="clear", rgb=True, contrast_limits=(0, 255))
+    w.task_combo.value = "dehaze"
+    w._source_widgets["hazy"][0].value = hazy
+    w._source_widgets["clear"][0].value = clear
+    w.start_combo.value = _train.SCRATCH
+    w._advanced["cr_weight"].value = 0.0
+    w.steps_spin.value = 3
+    w.batch_spin.value = 1
+    w.crop_spin.value = 32
+    w.preview_combo.value = None
+    reads.clear()
+    w.start()
+    _wait(qtbot, w)
+    assert errors == []
+    assert w.trainer.recipe.config.mode == "paired"
+    assert 0 < len(reads) <= 6  # 3 steps x 1 frame x 2 stacks, never the 80 frames
+
+
+def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors):
+    viewer, w = train
+    dehaze = _widgets.DehazeWidget(viewer)
+    hazy = viewer.add_image(_image((64, 64, 3)), name="hazy", rgb=True)
+    w.task_combo.value = "dehaze"
+    w._source_widgets["hazy"][0].value = hazy
+    w.start_combo.value = _train.SCRATCH
+    w._advanced["cr_weight"].value = 0.0
+    w.steps_spin.value = 2
+    w.batch_spin.value = 1
+    w.crop_spin.value = 32
+    w.start()
+    _wait(qtbot, w)
+    assert w.trainer.recipe.config.mode == "unsupervised"
+    w.name_edit.value = "harbour fog"
+    path = w.save_model()
+    assert path is not None and errors == []
+    assert str(path) in dehaze.method_combo.choices  # listed at once
+    assert str(path) in w.start_combo.choices  # and offered as a starting point
+    w.library_combo.value = str(path)
+    w.export_path.value = path.parent.parent / "exported.pt"
+    assert w.export_model().is_file()
+    w.delete_model()
+    assert str(path) not in dehaze.method_combo.choices
+
+
+def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors):
+    viewer, w = train
+    layer = _setup_toy(viewer, w, steps=2)
+    w.start()
+    _wait(qtbot, w)
+    stack = da.from_array(np.stack([_image()] * 5), chunks=(1, 80, 96, 3))
+    lazy = viewer.add_image(stack, name="lazy", rgb=True)
+    w._source_widgets["image"][0].value = lazy
+    assert w.apply_to_stack() is None  # lazy: no worker
+    out = viewer.layers["lazy toy (trained)"]
+    assert isinstance(out.data, da.Array) and out.data.shape == stack.shape
+    w._source_widgets["image"][0].value = layer
+    worker = w.apply_to_stack()
+    qtbot.waitUntil(lambda: "frames toy (trained)" in viewer.layers, timeout=30000)
+    assert worker is not None and errors == []
