@@ -124,14 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.name}: {hazy.shape[1]}x{hazy.shape[0]}")
     c = model.info.config
     cfg = f"patch={c['patch']} omega={c['omega']} t0={c['t0']} r={c['radius']} eps={c['eps']:g}"
-    canvas = grid(rows, ("hazy input", f"DCP: {cfg}"))
+    save_png(grid(rows, ("hazy input", f"DCP: {cfg}")), args.out)
+    return 0
 
+
+def save_png(canvas: np.ndarray, out: Path) -> None:
     from PIL import Image
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)).save(args.out, optimize=True)
-    print(f"wrote {args.out}")
-    return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)).save(out, optimize=True)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

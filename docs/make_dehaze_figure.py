@@ -15,10 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_dcp_figure import DATA, IMAGES, ROOT, grid, load  # noqa: E402
+from make_dcp_figure import DATA, IMAGES, ROOT, grid, load, save_png  # noqa: E402
 
 OUT = ROOT / "docs" / "images" / "dehaze_real_haze.png"
 
@@ -44,12 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((hazy, dcp, net))
         print(p.name)
     name = "default model (AECR-Net fast)" if args.model == "default" else Path(args.model).name
-    canvas = grid(rows, ("hazy input", "Dark Channel Prior", name))
-    from PIL import Image
-
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)).save(args.out, optimize=True)
-    print(f"wrote {args.out}")
+    save_png(grid(rows, ("hazy input", "Dark Channel Prior", name)), args.out)
     return 0
 
 

@@ -397,3 +397,18 @@ def test_library_lists_saved_models_by_task(tmp_path, model_library):
         library.save_model(ckpt, "../evil")
     library.remove_model("my haze")
     assert library.list_models() == []
+
+
+def test_finetune_helper_for_the_console(tmp_path):
+    import napari_nlcl
+
+    start = _tiny_model_file(tmp_path)
+    hazy = np.stack([synth.add_haze(p[:96, :96], beta=1.0, rng=i)[0] for i, p in enumerate(_photos())])
+    trainer = napari_nlcl.finetune("dehaze", {"hazy": hazy}, start=start, steps=2, crop=32, batch_size=2,
+                                   cr_weight=0.0)
+    assert trainer.recipe.config.mode == "unsupervised" and trainer.recipe.has_teacher
+    trainer.fit()
+    out = napari_nlcl.dehaze(hazy[0], method=trainer.model, device="cpu")
+    assert out.shape == hazy[0].shape
+    with pytest.raises(ValueError, match="hazy and/or clear"):
+        napari_nlcl.finetune("dehaze", {"rainy": hazy})

@@ -58,6 +58,19 @@ def _setup_toy(viewer, w, *, steps=30, preview_every=0):
     return layer
 
 
+def _setup_dehaze(w, hazy, clear=None, *, steps):
+    """A tiny dehaze run from scratch (no CR: no encoder needed), no preview."""
+    w.task_combo.value = "dehaze"
+    w._source_widgets["hazy"][0].value = hazy
+    w._source_widgets["clear"][0].value = clear
+    w.start_combo.value = _train.SCRATCH
+    w._advanced["cr_weight"].value = 0.0
+    w.steps_spin.value = steps
+    w.batch_spin.value = 1
+    w.crop_spin.value = 32
+    w.preview_combo.value = None
+
+
 def test_recipes_and_their_inputs_come_from_the_registry(train):
     viewer, w = train
     assert {"dehaze", "toy"} <= set(w.task_combo.choices)
@@ -143,15 +156,7 @@ def test_two_lazy_stacks_are_read_frame_by_frame(train, qtbot, errors):
 
     hazy = viewer.add_image(stack("hazy"), name="hazy", rgb=True, contrast_limits=(0, 255))
     clear = viewer.add_image(stack("clear"), name="clear", rgb=True, contrast_limits=(0, 255))
-    w.task_combo.value = "dehaze"
-    w._source_widgets["hazy"][0].value = hazy
-    w._source_widgets["clear"][0].value = clear
-    w.start_combo.value = _train.SCRATCH
-    w._advanced["cr_weight"].value = 0.0
-    w.steps_spin.value = 3
-    w.batch_spin.value = 1
-    w.crop_spin.value = 32
-    w.preview_combo.value = None
+    _setup_dehaze(w, hazy, clear, steps=3)
     reads.clear()
     w.start()
     _wait(qtbot, w)
@@ -164,13 +169,7 @@ def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors):
     viewer, w = train
     dehaze = _widgets.DehazeWidget(viewer)
     hazy = viewer.add_image(_image((64, 64, 3)), name="hazy", rgb=True)
-    w.task_combo.value = "dehaze"
-    w._source_widgets["hazy"][0].value = hazy
-    w.start_combo.value = _train.SCRATCH
-    w._advanced["cr_weight"].value = 0.0
-    w.steps_spin.value = 2
-    w.batch_spin.value = 1
-    w.crop_spin.value = 32
+    _setup_dehaze(w, hazy, steps=2)
     w.start()
     _wait(qtbot, w)
     assert w.trainer.recipe.config.mode == "unsupervised"

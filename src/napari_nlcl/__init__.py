@@ -21,18 +21,20 @@ _LAZY = {
     "dehaze": "napari_nlcl.api",
     "load_model": "napari_nlcl.api",
     "available_methods": "napari_nlcl.api",
+    "finetune": "napari_nlcl.api",
     "predict": "napari_nlcl.inference",
     "select_device": "napari_nlcl.inference",
     "ModelInfo": "napari_nlcl.model",
     "Model": "napari_nlcl.model",
 }
-_SUBMODULES = {"synth", "samples", "inference", "tiling", "api", "io", "model", "methods", "cli"}
+_SUBMODULES = {"synth", "samples", "inference", "tiling", "api", "io", "model", "methods", "cli",
+               "engine", "data", "library", "ops", "recipes", "contrastive"}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import api, inference, io, methods, model, samples, synth, tiling  # noqa: F401
-    from .api import available_methods, dehaze, load_model  # noqa: F401
+    from .api import available_methods, dehaze, finetune, load_model  # noqa: F401
     from .inference import predict, select_device  # noqa: F401
     from .model import Model, ModelInfo  # noqa: F401
 

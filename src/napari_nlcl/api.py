@@ -15,7 +15,7 @@ from typing import Any
 from .methods import registry
 from .model import ModelInfo
 
-__all__ = ["available_methods", "dehaze", "load_model"]
+__all__ = ["available_methods", "dehaze", "finetune", "load_model"]
 
 MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
 
@@ -121,3 +121,63 @@ def dehaze(
         image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
     )
+
+
+def finetune(
+    recipe: str,
+    data: dict[str, Any],
+    *,
+    start: Any = "default",
+    steps: int = 300,
+    crop: int = 128,
+    batch_size: int = 4,
+    lr: float = 1e-4,
+    seed: int = 0,
+    device: str = "auto",
+    checkpoint: Any = None,
+    **settings: Any,
+):
+    """A ready :class:`~napari_nlcl.engine.Trainer` that fine-tunes on your own data.
+
+    Parameters
+    ----------
+    recipe : str
+        Training recipe, e.g. ``"dehaze"``.
+    data : dict
+        Source name -> data (numpy or dask array such as ``layer.data``, a
+        folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}``;
+        which sources are given decides the mode (see the recipe).
+    start : "default", path or None
+        The shipped default model, a model file, or ``None`` to train from scratch.
+    steps, crop, batch_size, lr, seed, device
+        Training settings (:class:`~napari_nlcl.engine.TrainConfig`).
+    checkpoint : path, optional
+        Where to save (at the end, and when a ``fit_iter()`` loop is stopped).
+    **settings
+        Recipe settings, e.g. ``dark_weight=0.1``.
+
+    Examples
+    --------
+    In the napari console::
+
+        from napari_nlcl import finetune, dehaze
+        layer = viewer.layers["hazy scene"]
+        trainer = finetune("dehaze", {"hazy": layer.data}, steps=200)
+        trainer.fit()  # blocks; the Train widget runs the same in a background thread
+        viewer.add_image(dehaze(layer.data, method=trainer.model), rgb=True, name="fine-tuned")
+    """
+    from .data import RandomCrops
+    from .engine import Trainer, TrainConfig, recipe_class
+
+    cls = recipe_class(recipe)
+    overrides, paired = cls.plan_data(data)
+    crops = RandomCrops(data, crop=crop, batch_size=batch_size, paired=paired, seed=seed)
+    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device)
+    merged = {**overrides, **settings}
+    if start is None:
+        return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
+    if isinstance(start, str) and start == "default":
+        if not cls.default_weights:
+            raise ValueError(f"recipe {recipe!r} ships no default model; pass start=None or a model file")
+        start = cls.default_weights
+    return Trainer.from_model(start, crops, config, recipe_config=merged, checkpoint=checkpoint)

@@ -442,6 +442,11 @@ class Trainer:
             for name, opt in recipe.optimizers.items()
         }
 
+    @property
+    def model(self) -> nn.Module:
+        """The network being trained, as used at inference (``dehaze(x, method=trainer.model)``)."""
+        return self.recipe.inference_model()
+
     @classmethod
     def from_recipe_name(
         cls, name: str, data: Any, config: TrainConfig | None = None, *,

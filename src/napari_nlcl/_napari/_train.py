@@ -39,7 +39,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._widgets import _notify_error, _notify_info
+from ._widgets import _notify_error, _notify_info, follow_viewer, image_layers, predict_worker
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -150,13 +150,8 @@ class TrainWidget(Container):
         self.import_button.changed.connect(self.import_model)
         self.export_button.changed.connect(self.export_model)
         self.delete_button.changed.connect(self.delete_model)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                      viewer.layers.events.reordered):
-            event.connect(self._refresh_layers)
+        follow_viewer(self, viewer, on_layers=self._refresh_layers, on_library=self._refresh_library)
         viewer.dims.events.current_step.connect(self._update_preview_frame)
-        from napari_nlcl.library import changed
-
-        changed.connect(self._refresh_library)
         self._task_changed()
 
     # ------------------------------------------------------------------ recipe-driven parts
@@ -166,9 +161,7 @@ class TrainWidget(Container):
         return recipe_class(self.task_combo.value)
 
     def _image_layers(self) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        return image_layers(self._viewer)
 
     def _preview_choices(self, *_: Any):
         return self._image_layers()
@@ -447,21 +440,7 @@ class TrainWidget(Container):
             if _is_dask(layer.data):
                 result = predict(layer.data, model, device="cpu")  # lazy: planes computed on view
                 return self._put_layer(name, result, layer)
-            from napari.qt.threading import thread_worker
-
-            @thread_worker(ignore_errors=True)
-            def work():
-                from napari_nlcl.inference import iter_predict
-
-                gen = iter_predict(layer.data, model, device=self.device_combo.value)
-                while True:
-                    try:
-                        p = next(gen)
-                    except StopIteration as stop:
-                        return stop.value
-                    yield p
-
-            worker = work()
+            worker = predict_worker(layer.data, model, {"device": self.device_combo.value})
             worker.returned.connect(lambda out: self._put_layer(name, out, layer))
             worker.errored.connect(lambda exc: _notify_error(f"apply failed: {exc}"))
             worker.start()

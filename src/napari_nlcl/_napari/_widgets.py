@@ -42,6 +42,57 @@ def _notify_info(message: str) -> None:
     show_info(message)
 
 
+def follow_viewer(widget: Any, viewer: Any, *, on_layers: Any, on_library: Any) -> None:
+    """Call ``on_layers`` when layers come, go or move and ``on_library`` when saved models change.
+
+    The library signal is module-wide, so the widget disconnects itself when Qt
+    destroys it (a closed dock widget must not be called again).
+    """
+    from napari_nlcl.library import changed
+
+    for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
+                  viewer.layers.events.reordered):
+        event.connect(on_layers)
+
+    def refresh(*_: Any) -> None:
+        try:
+            on_library()
+        except RuntimeError:  # the Qt side is gone already
+            changed.disconnect(refresh)
+
+    changed.connect(refresh)
+    widget.native.destroyed.connect(lambda *_: changed.disconnect(refresh))
+
+
+def image_layers(viewer: Any) -> list[tuple[str, Any]]:
+    """(name, layer) of the viewer's image layers, for combo boxes."""
+    from napari.layers import Image
+
+    return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def predict_worker(data: Any, model: Any, kwargs: dict):
+    """An unstarted worker running the engine on ``data``; yields (done, total), returns the result."""
+    from napari.qt.threading import thread_worker
+
+    from napari_nlcl.inference import iter_predict
+
+    @thread_worker(ignore_errors=True)  # errors go to the errored signal, not re-raised
+    def work():
+        import numpy as np
+
+        array = np.asarray(data)  # a dask layer without lazy output is read here
+        gen = iter_predict(array, model, **kwargs)
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield (p.done, p.total)
+
+    return work()
+
+
 class TaskWidget(Container):
     """Apply a restoration method of ``task`` to an image layer.
 
@@ -89,18 +140,12 @@ class TaskWidget(Container):
         self.run_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
         self.zarr_button.changed.connect(self.save_zarr)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed,
-                      viewer.layers.events.reordered):
-            event.connect(self._refresh_layers)
-        from napari_nlcl.library import changed
-
-        changed.connect(self.refresh_models)  # a model saved in the Train widget appears at once
+        # a model saved in the Train widget appears at once
+        follow_viewer(self, viewer, on_layers=self._refresh_layers, on_library=self.refresh_models)
 
     # ------------------------------------------------------------------ helpers
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
-        from napari.layers import Image
-
-        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+        return image_layers(self._viewer)
 
     def _method_choices(self, *_: Any) -> list[tuple[str, str]]:
         """Registered methods, then the user's saved models of this task (by file path)."""
@@ -181,27 +226,7 @@ class TaskWidget(Container):
             self._show_result(layer, result)
             self.status.value = "lazy result added: planes are computed as you browse"
             return None
-        return self._start(self._predict_work(layer.data, model, kwargs), layer)
-
-    def _predict_work(self, data: Any, model: Any, kwargs: dict):
-        from napari.qt.threading import thread_worker
-
-        from napari_nlcl.inference import iter_predict
-
-        @thread_worker(ignore_errors=True)  # errors go to _on_error, not re-raised
-        def work():
-            import numpy as np
-
-            array = np.asarray(data)  # a dask layer without lazy output is read here
-            gen = iter_predict(array, model, **kwargs)
-            while True:
-                try:
-                    p = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                yield (p.done, p.total)
-
-        return work()
+        return self._start(predict_worker(layer.data, model, kwargs), layer)
 
     def _start(self, worker, layer: Any, on_done=None):
         self._worker = worker
