@@ -5,7 +5,7 @@ is held out as the validation set (``benchmarks/bench_dehaze.py``).  Haze is
 synthesised on every crop (``DehazeConfig(mode="synthetic")``).
 
     python scripts/train_dehaze_default.py --steps 6000 -o runs/dehaze.pt
-    python scripts/train_dehaze_default.py --resume runs/dehaze.pt          # after a stop
+    python scripts/train_dehaze_default.py --resume runs/dehaze.pt --steps 6000  # after a stop
     python scripts/train_dehaze_default.py --export runs/dehaze.pt          # -> package weights
 
 Logs one line every 50 steps; a checkpoint every 250 steps.
@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--cr-weight", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe-json", default="{}", help='more recipe settings, e.g. \'{"net": {"head": "residual"}}\'')
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clean", type=Path, default=CLEAN)
     ap.add_argument("--resume", type=Path)
@@ -65,14 +66,15 @@ def main(argv=None) -> int:
     crops = RandomCrops({"clear": training_images(args.clean)}, crop=args.crop,
                         batch_size=args.batch_size, seed=args.seed)
     if args.resume:
-        trainer = Trainer.resume(args.resume, crops)
+        trainer = Trainer.resume(args.resume, crops, steps=args.steps)
     else:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                              seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250)
         trainer = Trainer.from_recipe_name(
-            "dehaze", crops, config, recipe_config={"mode": "synthetic", "cr_weight": args.cr_weight},
+            "dehaze", crops, config, recipe_config={"mode": "synthetic", "cr_weight": args.cr_weight,
+                                              **json.loads(args.recipe_json)},
             checkpoint=out, metadata={"command": " ".join(sys.argv)},
         )
     started = time.perf_counter()

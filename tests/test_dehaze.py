@@ -412,3 +412,17 @@ def test_finetune_helper_for_the_console(tmp_path):
     assert out.shape == hazy[0].shape
     with pytest.raises(ValueError, match="hazy and/or clear"):
         napari_nlcl.finetune("dehaze", {"rainy": hazy})
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_cr_is_lower_when_the_output_is_the_clear_image(normalize):
+    from napari_nlcl.contrastive.encoders import load_encoder
+    from napari_nlcl.contrastive.losses import ContrastiveRegularization
+
+    clear, hazy = (torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None][..., :64, :64]
+                   for a in _synthetic_example())
+    cr = ContrastiveRegularization(load_encoder("tiny"), normalize=normalize)
+    at_positive = cr(clear + 0.01, clear, hazy)
+    halfway = cr(0.5 * (clear + hazy), clear, hazy)
+    near_negative = cr(hazy + 0.01, clear, hazy)
+    assert float(at_positive) < float(halfway) < float(near_negative)
