@@ -316,7 +316,9 @@ class TrainWidget(Container):
             yield from trainer.fit_iter()
 
         worker = create_worker(work, _start_thread=False, _worker_class=_closing_worker_class(),
-                               _ignore_errors=True)
+                               _ignore_errors=True,  # errors reach _on_error as notifications
+                               _progress={"total": max(trainer.config.steps - trainer.step, 1),
+                                          "desc": f"training {self.task_combo.value}"})
         self._worker = worker
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
