@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first access)
 _LAZY = {
     "dehaze": "napari_nlcl.api",
+    "derain": "napari_nlcl.api",
     "load_model": "napari_nlcl.api",
     "available_methods": "napari_nlcl.api",
     "finetune": "napari_nlcl.api",
@@ -34,7 +35,7 @@ __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import api, inference, io, methods, model, samples, synth, tiling  # noqa: F401
-    from .api import available_methods, dehaze, finetune, load_model  # noqa: F401
+    from .api import available_methods, dehaze, derain, finetune, load_model  # noqa: F401
     from .inference import predict, select_device  # noqa: F401
     from .model import Model, ModelInfo  # noqa: F401
 

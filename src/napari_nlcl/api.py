@@ -15,7 +15,7 @@ from typing import Any
 from .methods import registry
 from .model import ModelInfo
 
-__all__ = ["available_methods", "dehaze", "finetune", "load_model"]
+__all__ = ["available_methods", "dehaze", "derain", "finetune", "load_model"]
 
 MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
 
@@ -50,7 +50,7 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
     **options
         Keyword options of the method (e.g. ``omega=0.9`` for ``"dcp"``).
     """
-    if isinstance(model, str) and model in available_methods():
+    if isinstance(model, str) and model in available_methods(task):
         return registry.build(model, task, **options)
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -121,6 +121,83 @@ def dehaze(
         image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
     )
+
+
+def derain(
+    image: Any,
+    model: Any = "default",
+    *,
+    rain_layer: bool = False,
+    channel_axis: Any = "auto",
+    tile: int = 1024,
+    overlap: int | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    amp: bool = False,
+    value_range: Any = None,
+    progress: Any = None,
+    **options: Any,
+):
+    """Remove rain streaks from an image or a stack.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array
+        ``(..., H, W)`` or ``(..., H, W, 3/4)``; leading axes are iterated.
+    model : str, path or Model
+        ``"default"`` (the shipped NLCL network, RGB), ``"directional"`` (a
+        classical baseline, no training), the path of a model file trained
+        with ``napari-nlcl train derain``, or a deraining model.
+    rain_layer : bool
+        Also return the rain layer ``R = image - background``.
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+        See :func:`napari_nlcl.inference.predict`.
+    **options
+        Method options (see ``napari-nlcl methods derain``).
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array, or a pair of them
+        The background, same shape and dtype as ``image`` (lazy for dask
+        input); with ``rain_layer=True`` also the rain layer, in the same
+        dtype (for integer images clipped at 0: rain only adds light).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_nlcl import derain, synth
+    >>> rainy, _ = synth.add_rain(data.coffee(), density=0.02, rng=0)
+    >>> background, rain = derain(rainy, rain_layer=True, device="cpu")
+    """
+    from .inference import predict
+
+    net = load_model(model, task="derain", **options)
+    background = predict(
+        image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
+        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+    )
+    if not rain_layer:
+        return background
+    return background, _difference(image, background)
+
+
+def _difference(image: Any, background: Any):
+    """``image - background`` in the image's dtype (integers clipped at 0), lazily for dask."""
+    import numpy as np
+
+    dtype = np.dtype(image.dtype)
+    is_dask = type(image).__module__.startswith("dask")
+    if is_dask:
+        import dask.array as xp
+    else:
+        xp = np
+        image = np.asarray(image)
+    diff = image.astype(np.float32) - background.astype(np.float32)
+    if np.issubdtype(dtype, np.integer):
+        diff = xp.clip(diff, 0, np.iinfo(dtype).max).astype(dtype)
+    elif dtype != np.float32:
+        diff = diff.astype(dtype)
+    return diff
 
 
 def finetune(

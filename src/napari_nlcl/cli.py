@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SUFFIX = {"dehaze": "_dehazed"}
+DEFAULT_SUFFIX = {"dehaze": "_dehazed", "derain": "_derained"}
 SOURCE_FLAGS = {
     "hazy": "hazy images (dehaze: alone = unsupervised fine-tuning; with --clear = aligned pairs)",
     "clear": "haze-free images (dehaze: alone = haze is synthesised on them)",
+    "rainy": "rainy images (derain: unsupervised NLCL; clean images from --clean or bundled photos)",
+    "clean": "rain-free images, unpaired (derain: alone = rain is synthesised on them)",
 }
 
 
@@ -86,17 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("dehaze", help="remove haze from an image, a stack or a folder")
-    src = d.add_mutually_exclusive_group(required=True)
-    src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
-    src.add_argument("--sample", choices=_sample_names(), help="use a built-in sample image instead")
-    d.add_argument("-o", "--output", help="output .tif, .png, .jpg or .zarr (default: next to the input)")
-    d.add_argument("-m", "--method", default="default", metavar="METHOD_OR_MODEL",
-                   help="a method (" + ", ".join(s.name for s in registry.methods("dehaze"))
-                   + ") or a model file trained with `napari-nlcl train`")
-    d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
-                   metavar="KEY=VALUE", help="method option, e.g. -O omega=0.9 (repeatable)")
-    _add_engine_args(d)
+    for task, what in (("dehaze", "remove haze from"), ("derain", "remove rain streaks from")):
+        d = sub.add_parser(task, help=f"{what} an image, a stack or a folder")
+        src = d.add_mutually_exclusive_group(required=True)
+        src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
+        src.add_argument("--sample", choices=_sample_names(), help="use a built-in sample image instead")
+        d.add_argument("-o", "--output", help="output .tif, .png, .jpg or .zarr (default: next to the input)")
+        d.add_argument("-m", "--method", "--model", default="default", metavar="METHOD_OR_MODEL",
+                       help="a method (" + ", ".join(s.name for s in registry.methods(task))
+                       + ") or a model file trained with `napari-nlcl train`")
+        d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
+                       metavar="KEY=VALUE", help="method option (repeatable; see `napari-nlcl methods`)")
+        if task == "derain":
+            d.add_argument("--rain-layer", metavar="OUT2",
+                           help="also write the rain layer (input - background) to this file")
+        _add_engine_args(d)
 
     t = sub.add_parser(
         "train", help="train or fine-tune a model with a registered recipe",
@@ -168,6 +174,11 @@ def _run_task(args: argparse.Namespace) -> Path:
         default_out = _default_output(inp, task)
     out_path = Path(args.output) if args.output else default_out
     io._check_target(out_path)  # fail before computing anything
+    rain_path = Path(args.rain_layer) if getattr(args, "rain_layer", None) else None
+    if rain_path is not None:
+        io._check_target(rain_path)
+        if rain_path.resolve() == out_path.resolve():
+            raise ValueError("--rain-layer must name another file than the output")
 
     options = dict(args.option)
     engine = dict(
@@ -187,6 +198,8 @@ def _run_task(args: argparse.Namespace) -> Path:
                 bar.refresh()
 
             io.write_image(out_path, result, progress=update)
+        if rain_path is not None:
+            io.write_image(rain_path, api._difference(image, result))
     else:
         with _progress_bar(task) as bar:
 
@@ -197,6 +210,8 @@ def _run_task(args: argparse.Namespace) -> Path:
 
             result = func(image, args.method, progress=on_progress, **engine, **options)
         io.write_image(out_path, result)
+        if rain_path is not None:
+            io.write_image(rain_path, api._difference(image, result))
     return out_path
 
 

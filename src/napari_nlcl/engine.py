@@ -353,16 +353,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def export_model(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
+                 networks: Iterable[str] | None = None) -> Path:
     """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
 
     The result loads everywhere a model file is accepted and can be fine-tuned
     (``--from``), but not resumed: a third of the size for Adam-trained models.
+    ``networks`` keeps only those networks (e.g. drop a discriminator that
+    fine-tuning can re-learn); the others start fresh when the file is loaded.
     """
     payload = read_checkpoint(src)
     keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
             "config", "metadata", "step", "networks")
-    return save_checkpoint(dst, {**{k: payload[k] for k in keep if k in payload}, "exported": True})
+    out = {**{k: payload[k] for k in keep if k in payload}, "exported": True}
+    if networks is not None:
+        networks = list(networks)
+        missing = sorted(set(networks) - set(payload["networks"]))
+        if missing:
+            raise ValueError(f"{src} has no network(s) {missing}; it has {sorted(payload['networks'])}")
+        out["networks"] = {k: payload["networks"][k] for k in networks}
+    return save_checkpoint(dst, out)
 
 
 def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe, dict[str, Any]]:
@@ -650,3 +660,4 @@ class Trainer:
 
 
 register_recipe("dehaze", "napari_nlcl.recipes.dehaze:DehazeRecipe")
+register_recipe("derain", "napari_nlcl.recipes.derain:DerainRecipe")

@@ -262,6 +262,11 @@ class TaskWidget(Container):
 
     def _show_result(self, layer: Any, result: Any) -> None:
         name = self.output_name(layer)
+        self._put_layer(name, result, layer)
+        self.status.value = f"done: {name}"
+
+    def _put_layer(self, name: str, result: Any, layer: Any) -> None:
+        """Show ``result`` as layer ``name`` (updated in place when it exists), styled like ``layer``."""
         existing = self._viewer.layers[name] if name in self._viewer.layers else None
         if existing is not None and getattr(existing, "rgb", None) == layer.rgb and \
                 existing.data.shape == result.shape:
@@ -275,7 +280,6 @@ class TaskWidget(Container):
                 colormap=None if layer.rgb else layer.colormap, scale=layer.scale,
                 translate=layer.translate,
             )
-        self.status.value = f"done: {name}"
 
     def save_zarr(self, *_: Any):
         """Process the whole layer lazily and write it plane by plane to a zarr file."""
@@ -315,3 +319,24 @@ class DehazeWidget(TaskWidget):
     """Remove haze from an image layer with any registered dehazing method."""
 
     task = "dehaze"
+
+
+class DerainWidget(TaskWidget):
+    """Remove rain streaks from an image layer with any registered deraining method.
+
+    "show rain layer" also adds the removed rain (input - background) as a layer.
+    """
+
+    task = "derain"
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(viewer)
+        self.rain_check = CheckBox(text="show rain layer (input - background)", value=False)
+        self.insert(self.index(self.lazy_check) + 1, self.rain_check)
+
+    def _show_result(self, layer: Any, result: Any) -> None:
+        super()._show_result(layer, result)
+        if self.rain_check.value:
+            from napari_nlcl.api import _difference
+
+            self._put_layer(f"{layer.name} rain", _difference(layer.data, result), layer)

@@ -34,14 +34,18 @@ class MethodSpec:
     options: tuple[Option, ...] = ()
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+_REGISTRY: dict[tuple[str, str], MethodSpec] = {}
 
 
 def register(spec: MethodSpec) -> None:
-    """Add a method; re-registering a name replaces it."""
+    """Add a method; re-registering a (task, name) pair replaces it.
+
+    Names are per task: ``"default"`` is a dehazer for ``task="dehaze"`` and a
+    derainer for ``task="derain"``.
+    """
     if ":" not in spec.factory:
         raise ValueError(f"factory must look like 'module:callable', got {spec.factory!r}")
-    _REGISTRY[spec.name] = spec
+    _REGISTRY[(spec.task, spec.name)] = spec
 
 
 def methods(task: str | None = None) -> list[MethodSpec]:
@@ -50,12 +54,16 @@ def methods(task: str | None = None) -> list[MethodSpec]:
 
 
 def get(name: str, task: str | None = None) -> MethodSpec:
-    spec = _REGISTRY.get(name)
-    if spec is None or (task is not None and spec.task != task):
+    """The method called ``name`` (of ``task``; without a task the name must be unique)."""
+    found = [s for s in methods(task) if s.name == name]
+    if len(found) == 1:
+        return found[0]
+    if not found:
         names = ", ".join(repr(s.name) for s in methods(task)) or "none"
         what = f"{task} method" if task else "method"
         raise ValueError(f"unknown {what} {name!r}; available: {names}")
-    return spec
+    tasks = ", ".join(repr(s.task) for s in found)
+    raise ValueError(f"method name {name!r} exists for several tasks ({tasks}); say which task")
 
 
 def build(name: str, task: str | None = None, **kwargs: Any):
@@ -90,5 +98,16 @@ register(
             Option("t0", 0.25, 0.01, 0.5, "min transmission (t0)", 0.01),
             Option("patch", 15, 3, 63, "patch size (px)", 2),
         ),
+    )
+)
+
+
+register(
+    MethodSpec(
+        name="default",
+        task="derain",
+        factory="napari_nlcl.methods.nlcl:default_model",
+        description="NLCL background generator (U-Net) trained by napari-nlcl: synthetic rain, then "
+                    "unsupervised NLCL on real rain (RGB)",
     )
 )

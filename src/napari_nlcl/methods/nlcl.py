@@ -1,0 +1,274 @@
+"""Networks of the NLCL deraining model (Ye et al., CVPR 2022; Chang et al., TPAMI 2024).
+
+A rainy image is split into two layers, ``O = B + R``: a background generator
+predicts ``B`` and a rain generator predicts ``R``; only the background
+generator is needed at inference.  Both are :class:`DerainNet` s:
+
+``arch="unet"`` (the shipped "fast" preset)
+    The image is folded into ``unshuffle x unshuffle`` pixel blocks
+    (space-to-depth), so no convolution runs at full resolution, then a small
+    U-Net (residual blocks, stride-2 down-sampling, 1x1 conv + bilinear
+    up-sampling, additive skips) predicts the *rain residual* at full
+    resolution through a depth-to-space head.  The background is
+    ``O - residual``, the rain layer the residual itself.  Folding keeps thin
+    streaks visible to the network (they become channels) at a quarter of the
+    cost of a full-resolution layer.
+``arch="resnet"`` (the "paper" preset)
+    The released code's generator: 16 residual blocks of 32 channels at full
+    resolution (about 0.3 M parameters, 0.6 TFLOP per megapixel), with the
+    same residual output.  Offered to compare cost and quality.
+
+Neither uses normalisation layers, so tiled inference equals whole-image
+inference (``exact_tiling``).  :class:`PatchDiscriminator` is the LSGAN
+PatchGAN that judges backgrounds against clean images; its early layers also
+provide the features of NLCL's layer contrast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model import ModelInfo
+
+ARCHS = ("unet", "resnet")
+OUTPUTS = ("background", "rain")
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "derain_default.pt"
+
+
+@dataclass
+class DerainNetConfig:
+    """Architecture of one generator.
+
+    ``channels``: widths of the U-Net levels (after space-to-depth), or the
+    single width of the ResNet; ``blocks``: residual blocks per U-Net level
+    (twice that at the bottom) or in total for the ResNet; ``unshuffle``:
+    space-to-depth factor (1 turns it off).
+    """
+
+    arch: str = "unet"
+    channels: tuple = (32, 64, 128)
+    blocks: int = 1
+    unshuffle: int = 2
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        self.channels = tuple(int(c) for c in self.channels)
+        if not self.channels or any(c < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive integers, got {self.channels}")
+        if self.arch == "resnet" and len(self.channels) != 1:
+            raise ValueError("the resnet generator has one width: channels=(C,)")
+        for name in ("blocks", "unshuffle", "in_channels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # background generator of the shipped model
+    "fast": {"arch": "unet", "channels": (32, 64, 128), "blocks": 1, "unshuffle": 2},
+    # a lighter rain generator: rain streaks are simpler than backgrounds
+    "rain": {"arch": "unet", "channels": (16, 32, 64), "blocks": 1, "unshuffle": 2},
+    # the released code's generator (16 residual blocks at full resolution)
+    "paper": {"arch": "resnet", "channels": (32,), "blocks": 16, "unshuffle": 1},
+}
+
+
+def preset(name: str, **overrides: Any) -> DerainNetConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown generator preset {name!r}; available: {sorted(PRESETS)}")
+    return DerainNetConfig(**{**PRESETS[name], **overrides})
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
+
+
+def _blocks(c: int, n: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(c) for _ in range(n)])
+
+
+class DerainNet(nn.Module):
+    """One NLCL generator; ``(B, C, H, W)`` in [0, 1] -> background (or rain layer) in [0, 1].
+
+    ``output="background"`` returns ``x - residual`` (clipped to [0, 1] in
+    eval mode), ``output="rain"`` the residual itself (clipped to [0, 1] in
+    eval mode).  :meth:`residual` gives the raw prediction.
+    """
+
+    def __init__(self, config: DerainNetConfig | None = None, *, output: str = "background",
+                 name: str = "NLCL generator"):
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        cfg = config or DerainNetConfig()
+        self.config = cfg
+        self.output = output
+        s, c_in, ch = cfg.unshuffle, cfg.in_channels, cfg.channels
+        self.stem = nn.Conv2d(c_in * s * s, ch[0], 3, padding=1)
+        if cfg.arch == "unet":
+            self.enc = nn.ModuleList(_blocks(c, cfg.blocks) for c in ch[:-1])
+            self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(ch[:-1], ch[1:]))
+            self.bottom = _blocks(ch[-1], 2 * cfg.blocks)
+            self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(ch[:-1], ch[1:]))
+            self.dec = nn.ModuleList(_blocks(c, cfg.blocks) for c in ch[:-1])
+        else:
+            self.body = _blocks(ch[0], cfg.blocks)
+        self.head = nn.Conv2d(ch[0], c_in * s * s, 3, padding=1)
+        nn.init.zeros_(self.head.weight)  # start as the identity (no rain removed)
+        nn.init.zeros_(self.head.bias)
+        levels = len(ch) - 1 if cfg.arch == "unet" else 0
+        multiple = s * 2 ** levels
+        self.info = ModelInfo(
+            task="derain", name=name, in_channels=c_in, out_channels=c_in, value_range=(0.0, 1.0),
+            min_size=max(4 * multiple, 16), size_multiple=multiple,
+            receptive_field=self.receptive_field(), exact_tiling=True,
+            config={"architecture": "nlcl-" + cfg.arch, "output": output, **asdict(cfg)},
+        )
+
+    # ------------------------------------------------------------------ geometry
+    def receptive_field(self) -> int:
+        """Width in input pixels of the region that influences one output pixel (upper bound)."""
+        cfg = self.config
+        s = cfg.unshuffle
+        rf, jump = s, s  # one folded pixel covers s input pixels
+        rf += 2 * jump  # stem
+        if cfg.arch == "resnet":
+            rf += 2 * jump * 2 * cfg.blocks
+        else:
+            for _ in cfg.channels[:-1]:
+                rf += 2 * jump * 2 * cfg.blocks  # encoder blocks
+                rf += 2 * jump  # stride-2 conv
+                jump *= 2
+            rf += 2 * jump * 2 * 2 * cfg.blocks  # bottom
+            for _ in cfg.channels[:-1]:
+                rf += 2 * jump  # bilinear x2 reaches one low-res pixel each side
+                jump //= 2
+                rf += 2 * jump * 2 * cfg.blocks  # decoder blocks
+        rf += 2 * jump  # head
+        return int(rf)
+
+    def flops_per_pixel(self) -> float:
+        """Multiply-adds x 2 per input pixel, counted from the conv layers (GFLOP/MP = this / 1e3)."""
+        total = 0.0
+        s2 = self.config.unshuffle ** 2
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size[0] * m.kernel_size[1]
+                total += 2 * m.in_channels * m.out_channels * k * getattr(m, "_area", 1.0)
+        return total / s2  # every area factor below is relative to the folded resolution
+
+    def _mark_areas(self) -> None:
+        cfg = self.config
+        for m in (self.stem, self.head):
+            m._area = 1.0
+        if cfg.arch == "resnet":
+            for m in self.body.modules():
+                m._area = 1.0
+            return
+        area = 1.0
+        for enc, down, up, dec in zip(self.enc, self.down, self.up, self.dec):
+            for m in list(enc.modules()) + list(dec.modules()):
+                m._area = area
+            area /= 4
+            down._area = area
+            up._area = area
+        for m in self.bottom.modules():
+            m._area = area
+
+    # ------------------------------------------------------------------ forward
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.config.unshuffle
+        h = F.pixel_unshuffle(x * 2.0 - 1.0, s) if s > 1 else x * 2.0 - 1.0
+        h = F.leaky_relu(self.stem(h), 0.2)
+        if self.config.arch == "resnet":
+            h = self.body(h)
+        else:
+            skips = []
+            for enc, down in zip(self.enc, self.down):
+                h = enc(h)
+                skips.append(h)
+                h = F.leaky_relu(down(h), 0.2)
+            h = self.bottom(h)
+            for up, dec, skip in zip(reversed(self.up), reversed(self.dec), reversed(skips)):
+                h = F.interpolate(up(h), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                h = dec(h + skip)
+        r = self.head(F.leaky_relu(h, 0.2))
+        return F.pixel_shuffle(r, s) if s > 1 else r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.residual(x)
+        out = x - r if self.output == "background" else r
+        return out if self.training else out.clamp(0.0, 1.0)
+
+    def extra_repr(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"output={self.output}, params={n}, gflop_per_mp={self.gflop_per_mp():.1f}"
+
+    def gflop_per_mp(self) -> float:
+        self._mark_areas()
+        return self.flops_per_pixel() / 1e3
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017): 4x4 convs, ``n_layers`` stride-2 stages, LSGAN logits map.
+
+    ``layers()`` names the modules whose outputs feed NLCL's layer contrast.
+    """
+
+    def __init__(self, in_channels: int = 3, ndf: int = 32, n_layers: int = 3):
+        super().__init__()
+        seq: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2 ** n, 8)
+            stride = 2 if n < n_layers else 1
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1),
+                    nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2)]
+        seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
+        self.model = nn.Sequential(*seq)
+        self.in_channels = in_channels
+        self.ndf = ndf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * 2.0 - 1.0)
+
+    def contrast_layers(self) -> tuple[tuple[str, int, int], ...]:
+        """``(name, channels, down-sampling factor)`` of the raw input and the first two stages."""
+        return (("input", self.in_channels, 1), ("model.1", self.ndf, 2), ("model.4", 2 * self.ndf, 4))
+
+
+def build(preset_name: str = "fast", output: str = "background", **overrides: Any) -> DerainNet:
+    return DerainNet(preset(preset_name, **overrides), output=output)
+
+
+def default_model(**_ignored: Any) -> DerainNet:
+    """The shipped default derainer's background generator (trained by this project; see the README)."""
+    if not DEFAULT_WEIGHTS.is_file():
+        raise FileNotFoundError(
+            f"the default deraining weights are missing ({DEFAULT_WEIGHTS}); reinstall napari-nlcl "
+            "or pass a model file"
+        )
+    from ..engine import load_recipe
+
+    recipe, _ = load_recipe(DEFAULT_WEIGHTS, device="cpu")
+    model = recipe.inference_model()
+    model.info = replace(model.info, name="default (NLCL U-Net)")
+    return model.eval()
+
+
+__all__ = ["ARCHS", "DEFAULT_WEIGHTS", "DerainNet", "DerainNetConfig", "PRESETS", "PatchDiscriminator",
+           "build", "default_model", "preset"]

@@ -1,0 +1,441 @@
+"""Training recipe of the NLCL derainer: synthetic warm start and unsupervised NLCL.
+
+Two generators split a rainy image ``O`` into a background ``B = G_B(O)`` and
+a rain layer ``R = G_R(O)`` (:mod:`napari_nlcl.methods.nlcl`).  Modes
+(``DerainConfig.mode``), chosen from the data the user gives:
+
+``"synthetic"`` (source ``clean``)
+    Rain is synthesised on every clean crop (a bank of streak maps made by
+    :func:`napari_nlcl.synth.add_rain`, several layers of similar angle screen-blended
+    at random opacities, sometimes with a veil), and both generators are
+    trained with L1 to the known layers.  The shipped default starts this way.
+``"nlcl"`` (source ``rainy``; ``clean`` optional and unpaired)
+    Unsupervised non-local contrastive learning (Ye et al., CVPR 2022, with
+    the asymmetric layer contrast of Chang et al., TPAMI 2024).  Generator loss:
+
+    * ``consistency_weight * ||B + R - O||^2`` (1) and ``sparsity_weight * |R|_1`` (0.1);
+    * ``gan_weight *`` LSGAN: a PatchGAN judges ``B`` against clean images
+      (the user's, or a small set of scikit-image photos bundled with
+      scikit-image when none are given); nothing judges ``R``;
+    * ``layer_weight *`` layer contrast: around a random anchor, the
+      self-similar 16 x 16 patches of ``B`` in a 40 x 40 window are positives
+      of ``B``'s anchor and ``R``'s self-similar patches its negatives, and
+      vice versa; features are the discriminator's input and first two
+      stages through MLP heads.  ``asymmetric`` gives the rain anchor fewer
+      positives and a lower temperature (rain patches lie in a
+      lower-dimensional set); ``asymmetric=False`` is the CVPR version;
+    * ``location_weight *`` PatchNCE between ``B`` and ``O`` at 256 shared
+      locations through ``G_B``'s own encoder layers; ``hard_negatives``
+      adds, for the background, the least similar patches of ``O`` in the
+      anchor's window (reverse non-local) as extra negatives;
+    * ``sup_weight *`` the synthetic-rain L1 terms on the clean images
+      (0 = pure NLCL; the shipped default keeps 1 so that fine-tuning on
+      real rain cannot drift away from what it learnt).
+
+Images are in [0, 1] (the networks map them to [-1, 1] inside).  Every MLP
+head is created before the optimiser and stepped with the generators.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..contrastive.encoders import FeatureExtractor, ProjectionHeads
+from ..contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
+from ..contrastive.samplers import (
+    nonlocal_positives,
+    patch_embeddings,
+    reverse_nonlocal,
+    sample_locations,
+    scale_coords,
+)
+from ..engine import Recipe
+from ..methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, preset
+
+MODES = ("synthetic", "nlcl")
+FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")
+
+
+@dataclass
+class DerainConfig:
+    """Network and loss settings of the derain recipe (``-S key=value`` on the CLI)."""
+
+    mode: str = "synthetic"
+    preset: str = "fast"
+    rain_preset: str = "rain"
+    net: dict = field(default_factory=dict)  # overrides of the background generator preset
+    # supervised terms on synthetic rain
+    sup_weight: float = 1.0
+    rain_weight: float = 0.5  # L1 of the rain generator to the synthetic rain layer
+    # NLCL
+    consistency_weight: float = 1.0
+    sparsity_weight: float = 0.1
+    gan_weight: float = 1.0
+    layer_weight: float = 1.0
+    location_weight: float = 1.0
+    asymmetric: bool = True
+    hard_negatives: bool = False
+    patch: int = 16
+    window: int = 40
+    nl_patches: int = 32  # self-similar patches drawn per layer (positives + the other layer's negatives)
+    nce_patches: int = 256
+    disc_ndf: int = 32
+    # rain synthesis
+    rain_bank: int = 128
+    rain_bank_size: int = 256
+    rain_layers: tuple = (1, 3)
+    rain_opacity: tuple = (0.1, 0.7)
+    veil: float = 0.3  # probability of a uniform veil (0 to 0.15) over the rain
+    bank_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("sup_weight", "rain_weight", "consistency_weight", "sparsity_weight", "gan_weight",
+                     "layer_weight", "location_weight", "veil"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        for name in ("patch", "window", "nl_patches", "nce_patches", "disc_ndf", "rain_bank", "rain_bank_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.window <= self.patch:
+            raise ValueError(f"window ({self.window}) must be larger than patch ({self.patch})")
+        if self.nl_patches < 8:
+            raise ValueError("nl_patches must be >= 8 (the background anchor uses 8 positives)")
+        self.rain_layers = tuple(int(v) for v in self.rain_layers)
+        self.rain_opacity = tuple(float(v) for v in self.rain_opacity)
+        if len(self.rain_layers) != 2 or not 1 <= self.rain_layers[0] <= self.rain_layers[1]:
+            raise ValueError(f"rain_layers must be (min, max) with 1 <= min <= max, got {self.rain_layers}")
+        lo, hi = self.rain_opacity
+        if not 0 <= lo <= hi <= 1:
+            raise ValueError(f"rain_opacity must be (low, high) in [0, 1], got {self.rain_opacity}")
+        preset(self.preset, **self.net)  # validates the architecture now, with a clear message
+        preset(self.rain_preset)
+
+    @property
+    def min_crop(self) -> int:
+        return max(self.window, 32)
+
+
+# ----------------------------------------------------------------------------- rain synthesis
+def streak_params(rng: np.random.Generator) -> dict[str, float]:
+    """One streak layer's :func:`napari_nlcl.synth.add_rain` parameters (opacity applied later)."""
+    return {
+        "density": float(math.exp(rng.uniform(math.log(0.002), math.log(0.06)))),
+        "angle": float(np.clip(rng.normal(0.0, 10.0), -35.0, 35.0)),
+        "length": float(math.exp(rng.uniform(math.log(6.0), math.log(120.0)))),
+        "width": float(rng.uniform(0.4, 1.6)),
+    }
+
+
+def make_rain_bank(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """``n`` streak maps ``(n, 1, size, size)`` in [0, 1] sorted by angle, and their angles."""
+    from ..synth import add_rain
+
+    rng = np.random.default_rng(seed)
+    maps, angles = [], []
+    for _ in range(n):
+        p = streak_params(rng)
+        s, _ = add_rain(np.zeros((size, size), np.float32), **p, opacity=1.0, layers=1, rng=rng)
+        maps.append(s)
+        angles.append(p["angle"])
+    order = np.argsort(angles)
+    bank = torch.from_numpy(np.stack(maps)[order][:, None].copy())
+    return bank, np.asarray(angles)[order]
+
+
+def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Generator, *,
+                  layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.3) -> torch.Tensor:
+    """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1]: streak maps of similar
+    angle from ``bank`` screen-blended at random opacities (``rainy >= clean``)."""
+    b, c, h, w = clean.shape
+    n, _, size, _ = bank.shape
+
+    def rand() -> float:
+        return float(torch.rand((), generator=generator))
+
+    def randint(lo: int, hi: int) -> int:  # inclusive
+        return int(torch.randint(lo, hi + 1, (), generator=generator))
+
+    out = clean.clone()
+    for i in range(b):
+        first = randint(0, n - 1)
+        flip = rand() < 0.5
+        scale = max(1, math.ceil(max(h, w) / size))
+        for _ in range(randint(*layers)):
+            j = min(max(first + randint(-max(n // 16, 1), max(n // 16, 1)), 0), n - 1)
+            s = bank[j:j + 1].to(clean.device, clean.dtype)
+            if scale > 1:
+                s = F.interpolate(s, scale_factor=scale, mode="bilinear", align_corners=False)
+            y, x = randint(0, s.shape[-2] - h), randint(0, s.shape[-1] - w)
+            s = s[0, :, y:y + h, x:x + w]
+            if flip:
+                s = s.flip(-1)
+            a = opacity[0] + (opacity[1] - opacity[0]) * rand()
+            out[i] = out[i] + (1.0 - out[i]) * (a * s)
+        if veil and rand() < veil:
+            out[i] = out[i] + (1.0 - out[i]) * (0.15 * rand())
+    return out.clamp(0.0, 1.0)
+
+
+def _fallback_clean_images() -> list[np.ndarray]:
+    import skimage.data
+
+    images = []
+    for name in FALLBACK_CLEAN:
+        im = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
+        if im.ndim == 2:
+            im = np.repeat(im[..., None], 3, axis=-1)
+        images.append(np.ascontiguousarray(im[..., :3]))
+    return images
+
+
+def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR on the luma (ITU-R BT.601 Y in [16, 235], the deraining papers' metric) of RGB in [0, 1]."""
+    w = np.array([65.481, 128.553, 24.966])
+    ya = np.asarray(a, np.float64)[..., :3] @ w + 16
+    yb = np.asarray(b, np.float64)[..., :3] @ w + 16
+    mse = float(np.mean((ya - yb) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+# ----------------------------------------------------------------------------- recipe
+class DerainRecipe(Recipe):
+    name = "derain"
+    task = "derain"
+    version = 1
+    Config = DerainConfig
+    data_sources = ("clean",)
+    accepted_sources = ("rainy", "clean")
+    default_weights = str(DEFAULT_WEIGHTS)
+
+    @classmethod
+    def plan_data(cls, given):
+        given = set(given)
+        unknown = given - set(cls.accepted_sources)
+        if unknown or not given:
+            raise ValueError(f"derain training takes rainy and/or clean images, got {sorted(given)}")
+        if given == {"clean"}:
+            return {"mode": "synthetic"}, False
+        return {"mode": "nlcl"}, False  # rainy (+ unpaired clean)
+
+    def __init__(self, config: DerainConfig, *, device: Any = "cpu", generator=None):
+        super().__init__(config, device=device, generator=generator)
+        cfg = config
+        self.data_sources = ("clean",) if cfg.mode == "synthetic" else ("rainy",)
+        gcfg = preset(cfg.preset, **cfg.net)
+        self.gen_b = self.add_network("gen_b", DerainNet(gcfg, output="background",
+                                                         name=f"NLCL {cfg.preset}"))
+        rcfg = preset(cfg.rain_preset, in_channels=gcfg.in_channels)
+        self.gen_r = self.add_network("gen_r", DerainNet(rcfg, output="rain", name="NLCL rain"))
+        g_params = list(self.gen_b.parameters()) + list(self.gen_r.parameters())
+        self.disc = None
+        if cfg.mode == "nlcl":
+            self.disc = self.add_network("disc", PatchDiscriminator(gcfg.in_channels, cfg.disc_ndf))
+            layers = self.disc.contrast_layers()
+            self.layer_heads = self.add_network(
+                "layer_heads", ProjectionHeads([c for _, c, _ in layers], out_dim=256, generator=self.generator))
+            self._nce_layers = self.gen_b_nce_layers()
+            with torch.no_grad():
+                probe = torch.zeros(1, gcfg.in_channels, 64, 64, device=self.device)
+                chans = [f.shape[1] for f in FeatureExtractor(self.gen_b, self._nce_layers, detach=True)(probe)]
+            self.nce_heads = self.add_network(
+                "nce_heads", ProjectionHeads(chans, out_dim=256, generator=self.generator))
+            g_params += list(self.layer_heads.parameters()) + list(self.nce_heads.parameters())
+            self.add_optimizer("disc", self.disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        self.add_optimizer("gen", g_params, lr=2e-4, betas=(0.5, 0.999) if cfg.mode == "nlcl" else (0.9, 0.999))
+        self._fallback: list[torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ pieces
+    def gen_b_nce_layers(self) -> list[str]:
+        """Layers of the background generator used by the location contrast (PatchNCE)."""
+        if self.gen_b.config.arch == "resnet":
+            n = self.gen_b.config.blocks
+            return ["input", "stem", f"body.{n // 4}", f"body.{n // 2}"]
+        names = ["input", "stem", "enc.0"] + [f"down.{i}" for i in range(len(self.gen_b.down))]
+        return names
+
+    @cached_property
+    def rain_bank(self) -> torch.Tensor:
+        bank, _ = make_rain_bank(self.config.rain_bank, self.config.rain_bank_size, self.config.bank_seed)
+        return bank
+
+    def synthesize(self, clean: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        return add_bank_rain(clean, self.rain_bank, self.generator, layers=cfg.rain_layers,
+                             opacity=cfg.rain_opacity, veil=cfg.veil)
+
+    def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
+        """Random crops of the bundled fallback clean photos (used when the user gives none)."""
+        if self._fallback is None:
+            self._fallback = [torch.from_numpy(im).permute(2, 0, 1) for im in _fallback_clean_images()]
+        crops = []
+        for _ in range(b):
+            im = self._fallback[int(torch.randint(len(self._fallback), (), generator=self.generator))]
+            if im.shape[-2] < h or im.shape[-1] < w:
+                im = F.interpolate(im[None], size=(max(h, im.shape[-2]), max(w, im.shape[-1])),
+                                   mode="bilinear", align_corners=False)[0]
+            y = int(torch.randint(im.shape[-2] - h + 1, (), generator=self.generator))
+            x = int(torch.randint(im.shape[-1] - w + 1, (), generator=self.generator))
+            c = im[:, y:y + h, x:x + w]
+            if float(torch.rand((), generator=self.generator)) < 0.5:
+                c = c.flip(-1)
+            crops.append(c)
+        return torch.stack(crops).to(self.device)
+
+    def _supervised(self, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg = self.config
+        rainy = self.synthesize(clean)
+        l1 = F.l1_loss(self.gen_b(rainy), clean)
+        loss = l1
+        losses = {"l1": l1.detach()}
+        if cfg.rain_weight:
+            lr_ = F.l1_loss(self.gen_r(rainy), rainy - clean)
+            loss = loss + cfg.rain_weight * lr_
+            losses["l1_rain"] = lr_.detach()
+        return loss, losses
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        if cfg.mode == "synthetic":
+            clean = batch["clean"]
+            self._check_crop(clean)
+            loss, losses = self._supervised(clean)
+            self.backward_step(loss, "gen")
+            losses["total"] = loss.detach()
+            return losses
+        return self._nlcl_step(batch, step)
+
+    def _check_crop(self, x: torch.Tensor) -> None:
+        need = max(self.config.min_crop, self.gen_b.info.min_size)
+        if min(x.shape[-2:]) < need:
+            raise ValueError(f"derain training needs crops of at least {need} px, got "
+                             f"{tuple(x.shape[-2:])}; raise the crop size")
+
+    def _nlcl_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        rainy = batch["rainy"]
+        self._check_crop(rainy)
+        b, _, h, w = rainy.shape
+        clean = batch["clean"] if "clean" in batch else self._clean_crops(b, h, w)
+        bg = self.gen_b(rainy)
+        rain = self.gen_r(rainy)
+        losses: dict[str, torch.Tensor] = {}
+
+        # discriminator: clean photos are real, backgrounds fake (LSGAN)
+        if cfg.gan_weight:
+            d_loss = 0.5 * (lsgan_loss(self.disc(clean), True) + lsgan_loss(self.disc(bg.detach()), False))
+            self.backward_step(d_loss, "disc")
+            losses["disc"] = d_loss.detach()
+
+        loss = bg.new_zeros(())
+        if cfg.consistency_weight:
+            cons = F.mse_loss(bg + rain, rainy)
+            loss = loss + cfg.consistency_weight * cons
+            losses["consistency"] = cons.detach()
+        if cfg.sparsity_weight:
+            sp = rain.abs().mean()
+            loss = loss + cfg.sparsity_weight * sp
+            losses["sparsity"] = sp.detach()
+        if cfg.gan_weight:
+            g = lsgan_loss(self.disc(bg), True)
+            loss = loss + cfg.gan_weight * g
+            losses["gan"] = g.detach()
+        if cfg.layer_weight:
+            lc = self.layer_contrast(bg, rain)
+            loss = loss + cfg.layer_weight * lc
+            losses["layer_nce"] = lc.detach()
+        if cfg.location_weight:
+            nce = self.location_contrast(bg, rainy)
+            loss = loss + cfg.location_weight * nce
+            losses["location_nce"] = nce.detach()
+        if cfg.sup_weight:
+            sup, sup_losses = self._supervised(clean)
+            loss = loss + cfg.sup_weight * sup
+            losses.update(sup_losses)
+        self.backward_step(loss, "gen")
+        losses["total"] = loss.detach()
+        return losses
+
+    def layer_contrast(self, bg: torch.Tensor, rain: torch.Tensor) -> torch.Tensor:
+        """NLCL layer contrast with non-local self-similar positives (per batch element)."""
+        cfg = self.config
+        _, _, h, w = bg.shape
+        k = cfg.nl_patches
+        s_b = nonlocal_positives(bg.detach(), patch=cfg.patch, window=cfg.window, k=k,
+                                 num_negatives=0, generator=self.generator)
+        s_r = nonlocal_positives(rain.detach(), patch=cfg.patch, window=cfg.window, k=k,
+                                 num_negatives=0, centers=s_b.anchor)
+        coords_b = torch.cat([s_b.anchor[:, None], s_b.positives], 1)
+        coords_r = torch.cat([s_r.anchor[:, None], s_r.positives], 1)
+        layers = self.disc.contrast_layers()
+        tap = FeatureExtractor(self.disc, [n for n, _, _ in layers], stop_at_last=True)
+        try:
+            f_b, f_r = tap(bg), tap(rain)
+        finally:
+            tap.remove()
+        k_rain, tau_rain = (4, 0.05) if cfg.asymmetric else (8, 0.07)
+        total = bg.new_zeros(())
+        for (_, _, factor), fb, fr, head in zip(layers, f_b, f_r, self.layer_heads):
+            p = max(cfg.patch // factor, 1)
+            hw = tuple(fb.shape[-2:])
+            cb = scale_coords(coords_b, (h, w), hw, patch=p)
+            cr = scale_coords(coords_r, (h, w), hw, patch=p)
+            eb = head(patch_embeddings(fb, cb, p))
+            er = head(patch_embeddings(fr, cr, p))
+            total = total + asymmetric_layer_contrast(eb, er, k_bg=8, k_rain=k_rain, tau_bg=0.07,
+                                                      tau_rain=tau_rain)
+        return total / len(layers)
+
+    def location_contrast(self, bg: torch.Tensor, rainy: torch.Tensor) -> torch.Tensor:
+        """PatchNCE between background and input at the same locations (G_B's own layers)."""
+        cfg = self.config
+        names = self._nce_layers
+        tap_k = FeatureExtractor(self.gen_b, names, detach=True, stop_at_last=True)
+        tap_q = FeatureExtractor(self.gen_b, names, stop_at_last=True)
+        try:
+            f_k = tap_k(rainy)
+            f_q = tap_q(bg)
+        finally:
+            tap_k.remove()
+            tap_q.remove()
+        total = bg.new_zeros(())
+        for i, (fq, fk, head) in enumerate(zip(f_q, f_k, self.nce_heads)):
+            q, ids = sample_locations(fq, cfg.nce_patches, generator=self.generator)
+            k, _ = sample_locations(fk, ids=ids)
+            q, k = head(q), head(k)
+            if cfg.hard_negatives and i == 0:
+                total = total + self._hard_nce(q, k, fk, head, rainy)
+            else:
+                total = total + patch_nce(q, k)
+        return total / len(f_q)
+
+    def _hard_nce(self, q, k, fk, head, rainy, tau: float = 0.07) -> torch.Tensor:
+        """PatchNCE whose negatives also include the patches of ``O`` least similar to a random
+        anchor (reverse non-local, NLCL's hard negatives), on the input layer."""
+        cfg = self.config
+        rn = reverse_nonlocal(rainy, patch=cfg.patch, window=cfg.window, k=16, generator=self.generator)
+        hard = head(patch_embeddings(fk, rn.negatives, cfg.patch)).detach()  # (B, 16, D)
+        k = k.detach()
+        n = q.shape[1]
+        same = torch.bmm(q, k.transpose(1, 2)) / tau  # (B, n, n): diagonal = positives
+        extra = torch.bmm(q, hard.transpose(1, 2)) / tau  # (B, n, 16)
+        logits = torch.cat([same, extra], 2).flatten(0, 1)
+        target = torch.arange(n, device=q.device).repeat(q.shape[0])
+        return F.cross_entropy(logits, target)
+
+    def inference_model(self) -> DerainNet:
+        return self.gen_b
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.config.mode, "net": asdict(self.gen_b.config)}

@@ -1,0 +1,409 @@
+"""NLCL deraining: networks, rain synthesis, the recipe's losses, default weights, API and CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_nlcl.engine import Trainer, TrainConfig, build_recipe, load_recipe  # noqa: E402
+from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, build, preset  # noqa: E402
+from napari_nlcl.recipes.derain import (  # noqa: E402
+    DerainConfig,
+    DerainRecipe,
+    add_bank_rain,
+    make_rain_bank,
+    y_psnr,
+)
+
+# a recipe small enough to take a few dozen steps in seconds
+TINY = {"net": {"channels": (8, 16)}, "rain_preset": "rain", "rain_bank": 8, "rain_bank_size": 64,
+        "disc_ndf": 8, "nl_patches": 8, "nce_patches": 32, "window": 24, "patch": 8}
+
+
+def tiny(mode="nlcl", seed=0, **over):
+    return build_recipe("derain", {**TINY, "mode": mode, **over}, seed=seed)
+
+
+def perturb_heads(recipe, scale=0.02):
+    """The generators start as the identity (zero last layer); give them a non-trivial start."""
+    g = torch.Generator().manual_seed(1)
+    for net in (recipe.gen_b, recipe.gen_r):
+        with torch.no_grad():
+            net.head.weight.copy_(torch.randn(net.head.weight.shape, generator=g) * scale)
+
+
+def rainy_batch(b=2, size=48, seed=0):
+    from napari_nlcl import synth
+
+    g = np.random.default_rng(seed)
+    frames = []
+    for i in range(b):
+        clean = g.uniform(0.1, 0.6, (size, size, 3)).astype(np.float32)
+        clean = np.repeat(np.repeat(clean[::8, ::8], 8, 0), 8, 1)[:size, :size]  # blocky background
+        rainy, _ = synth.add_rain(clean, density=0.03, angle=5, length=12, rng=seed + i)
+        frames.append(rainy)
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------- networks
+@pytest.mark.parametrize("name", ["fast", "rain", "paper"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_generators_keep_shape_and_start_as_identity(name, channels):
+    net = build(name, in_channels=channels).eval()
+    x = torch.rand(2, channels, 40, 56)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out, x)  # zero-initialised head: nothing removed yet
+    rain = DerainNet(preset(name, in_channels=channels), output="rain").eval()
+    with torch.no_grad():
+        assert torch.count_nonzero(rain(x)) == 0
+
+
+def test_paper_preset_matches_the_released_generator_cost():
+    fast, paper = build("fast"), build("paper")
+    n_paper = sum(p.numel() for p in paper.parameters())
+    assert 0.28e6 < n_paper < 0.31e6  # "about 0.3 M parameters"
+    assert 550 < paper.gflop_per_mp() < 650  # "about 0.6 TFLOP per megapixel"
+    assert fast.gflop_per_mp() < paper.gflop_per_mp() / 3  # the speed target's budget
+
+
+def test_receptive_field_bounds_the_true_dependency():
+    net = build("fast", channels=(8, 16, 32))
+    for p in net.parameters():  # random weights so that every path carries gradient
+        torch.nn.init.normal_(p, 0, 0.1)
+    x = torch.rand(1, 3, 160, 160, requires_grad=True)
+    net(x)[0, 0, 80, 80].backward()
+    ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
+    extent = max(ys.max() - ys.min(), xs.max() - xs.min()).item() + 1
+    assert extent <= net.info.receptive_field
+
+
+def test_tiled_inference_equals_whole_image():
+    from napari_nlcl.inference import predict
+
+    net = build("fast", channels=(8, 16, 32))
+    g = torch.Generator().manual_seed(0)
+    for p in net.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    net.eval()
+    image = np.random.default_rng(0).random((300, 420, 3)).astype(np.float32)
+    whole = predict(image, net, tile=1024, device="cpu")
+    tiled = predict(image, net, tile=256, device="cpu")
+    assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_discriminator_gives_a_patch_map_and_named_contrast_layers():
+    d = PatchDiscriminator(3, ndf=8)
+    out = d(torch.rand(2, 3, 64, 64))
+    assert out.shape[:2] == (2, 1) and out.shape[-1] > 1
+    names = dict(d.named_modules())
+    assert all(n == "input" or n in names for n, _, _ in d.contrast_layers())
+
+
+# ----------------------------------------------------------------------------- rain synthesis
+def test_bank_rain_is_additive_seeded_and_grey():
+    bank, angles = make_rain_bank(6, 64, seed=3)
+    assert bank.shape == (6, 1, 64, 64) and np.all(np.diff(angles) >= 0)
+    clean = torch.rand(3, 3, 48, 80) * 0.8
+    a = add_bank_rain(clean, bank, torch.Generator().manual_seed(0))
+    b = add_bank_rain(clean, bank, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert (a >= clean - 1e-6).all() and (a - clean).sum() > 0
+    # screen blend of a grey layer: the added light is (1 - I) * s, the same s on every channel
+    s = (a - clean) / (1 - clean)
+    assert torch.allclose(s[:, 0], s[:, 1], atol=1e-5)
+
+
+def test_bank_rain_on_crops_larger_than_the_bank():
+    bank, _ = make_rain_bank(2, 32, seed=0)
+    out = add_bank_rain(torch.zeros(1, 1, 70, 90), bank, torch.Generator().manual_seed(0))
+    assert out.shape == (1, 1, 70, 90) and out.max() > 0
+
+
+def test_y_psnr_matches_the_definition():
+    a = np.zeros((4, 4, 3))
+    b = np.full((4, 4, 3), 1 / 255)
+    # Y difference = (65.481 + 128.553 + 24.966) / 255 = 219 / 255 of one step
+    expected = 10 * np.log10(255 ** 2 / (219 / 255) ** 2)
+    assert y_psnr(a, b) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- recipe
+def test_plan_data_picks_the_mode():
+    assert DerainRecipe.plan_data(["clean"]) == ({"mode": "synthetic"}, False)
+    assert DerainRecipe.plan_data(["rainy"]) == ({"mode": "nlcl"}, False)
+    assert DerainRecipe.plan_data(["rainy", "clean"]) == ({"mode": "nlcl"}, False)
+    with pytest.raises(ValueError, match="rainy and/or clean"):
+        DerainRecipe.plan_data(["hazy"])
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"mode": "paired"}, "mode must be"),
+    ({"gan_weight": -1}, "gan_weight"),
+    ({"window": 8, "patch": 16}, "window"),
+    ({"nl_patches": 4}, "nl_patches"),
+    ({"rain_opacity": (0.5, 0.2)}, "rain_opacity"),
+    ({"preset": "huge"}, "unknown generator preset"),
+])
+def test_bad_settings_are_refused_clearly(bad, match):
+    with pytest.raises(ValueError, match=match):
+        DerainConfig(**bad)
+
+
+def test_small_crops_are_refused_with_a_hint():
+    r = tiny()
+    with pytest.raises(ValueError, match="raise the crop size"):
+        r.training_step({"rainy": torch.rand(1, 3, 16, 16)}, 0)
+
+
+def _run(recipe, batch, steps):
+    history = []
+    for step in range(steps):
+        losses = recipe.training_step(batch, step)
+        history.append({k: float(v) for k, v in losses.items()})
+    return history
+
+
+@pytest.mark.parametrize("term, key", [
+    ("consistency_weight", "consistency"),
+    ("sparsity_weight", "sparsity"),
+    ("layer_weight", "layer_nce"),
+    ("location_weight", "location_nce"),
+])
+def test_each_nlcl_term_decreases_when_trained_alone(term, key):
+    torch.manual_seed(0)
+    off = {k: 0.0 for k in ("consistency_weight", "sparsity_weight", "gan_weight", "layer_weight",
+                            "location_weight", "sup_weight")}
+    r = tiny(**{**off, term: 1.0})
+    perturb_heads(r)
+    batch = {"rainy": rainy_batch(2, 48)}
+    h = _run(r, batch, 30)
+    first = np.mean([x[key] for x in h[:3]])
+    last = np.mean([x[key] for x in h[-3:]])
+    assert last < first, (first, last)
+
+
+def test_gan_terms_train_the_discriminator():
+    torch.manual_seed(0)
+    off = {k: 0.0 for k in ("consistency_weight", "sparsity_weight", "layer_weight", "location_weight",
+                            "sup_weight")}
+    r = tiny(**off, gan_weight=1.0)
+    clean = rainy_batch(2, 48, seed=5) * 0 + torch.linspace(0, 1, 48).view(1, 1, 1, 48)  # smooth ramps
+    batch = {"rainy": rainy_batch(2, 48), "clean": clean}
+    h = _run(r, batch, 30)
+    assert np.mean([x["disc"] for x in h[-5:]]) < np.mean([x["disc"] for x in h[:3]])
+    assert all(np.isfinite(x["gan"]) for x in h)
+
+
+def test_supervised_mode_lowers_the_l1():
+    torch.manual_seed(0)
+    r = tiny(mode="synthetic")
+    for g in r.optimizers["gen"].param_groups:
+        g["lr"] = 1e-3
+    from skimage import data
+    from skimage.transform import resize
+
+    clean = torch.from_numpy(resize(data.coffee(), (64, 96), anti_aliasing=True).astype(np.float32))
+    clean = clean.permute(2, 0, 1)[None].repeat(2, 1, 1, 1)
+    held_out = add_bank_rain(clean, r.rain_bank, torch.Generator().manual_seed(42))
+
+    def l1():
+        r.gen_b.eval()
+        with torch.no_grad():
+            value = float((r.gen_b(held_out) - clean).abs().mean())
+        r.gen_b.train()
+        return value
+
+    before = l1()
+    _run(r, {"clean": clean}, 100)
+    assert l1() < 0.9 * before
+
+
+def test_every_head_and_network_is_stepped():
+    r = tiny(hard_negatives=True)
+    perturb_heads(r)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in r.networks.items()}
+    r.training_step({"rainy": rainy_batch(2, 48)}, 0)
+    for name, net in r.networks.items():
+        for p, old in zip(net.parameters(), before[name]):
+            assert p.grad is not None, name
+            assert not torch.equal(p.detach(), old), f"a parameter of {name} was not stepped"
+    assert {"gen_b", "gen_r", "disc", "layer_heads", "nce_heads"} <= set(r.networks)
+
+
+def test_batch_of_two_samples_each_image_separately():
+    from napari_nlcl.contrastive.samplers import nonlocal_positives
+
+    r = tiny()
+    x = rainy_batch(2, 48)
+    x[1] = x[1].flip(-1)  # different images: different self-similar sets
+    s = nonlocal_positives(x, patch=8, window=24, k=8, num_negatives=0,
+                           generator=torch.Generator().manual_seed(0))
+    assert s.positives.shape == (2, 8, 2)
+    losses = r.training_step({"rainy": x}, 0)
+    assert all(np.isfinite(float(v)) for v in losses.values())
+
+
+def test_asymmetry_changes_the_layer_contrast():
+    x = rainy_batch(2, 48)
+    vals = []
+    for asym in (True, False):
+        r = tiny(asymmetric=asym, seed=0)
+        perturb_heads(r)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            r.generator.manual_seed(0)
+            vals.append(float(r.layer_contrast(r.gen_b(x), r.gen_r(x))))
+    assert np.isfinite(vals).all() and vals[0] != pytest.approx(vals[1])
+
+
+def test_nlcl_without_clean_images_uses_the_bundled_photos():
+    r = tiny()
+    crops = r._clean_crops(2, 40, 50)
+    assert crops.shape == (2, 3, 40, 50) and 0 <= crops.min() and crops.max() <= 1
+    assert crops.std() > 0.05
+
+
+def test_checkpoint_round_trip_is_identical(tmp_path):
+    r = tiny()
+    trainer = Trainer(r, [{"rainy": rainy_batch(1, 48)}] * 3, TrainConfig(steps=3, crop=48),
+                      checkpoint=tmp_path / "m.pt")
+    trainer.fit()
+    loaded, _ = load_recipe(tmp_path / "m.pt")
+    x = torch.rand(1, 3, 48, 64)
+    r.gen_b.eval(), loaded.gen_b.eval()
+    with torch.no_grad():
+        assert torch.equal(r.gen_b(x), loaded.gen_b(x))
+        for name in r.networks:
+            for a, b in zip(r.networks[name].state_dict().values(),
+                            loaded.networks[name].state_dict().values()):
+                assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- default weights
+def _synthetic_example(seed=0):
+    from skimage import data
+    from skimage.transform import resize
+
+    from napari_nlcl import synth
+
+    clean = resize(data.coffee(), (256, 384), anti_aliasing=True).astype(np.float32)
+    rainy, rain = synth.add_rain(clean, density=0.02, angle=-8, length=30, width=1.0, opacity=0.6,
+                                 layers=2, rng=seed)
+    return clean, rainy
+
+
+def test_default_weights_load_offline_and_split_the_image(monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent")  # nothing may be downloaded
+    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 8e6
+    recipe, payload = load_recipe(DEFAULT_WEIGHTS)
+    assert payload.get("exported")
+    _, rainy = _synthetic_example()
+    x = torch.from_numpy(rainy).permute(2, 0, 1)[None]
+    recipe.gen_b.eval(), recipe.gen_r.eval()
+    with torch.no_grad():
+        b, r = recipe.gen_b(x), recipe.gen_r(x)
+    # the two generators split O into B + R (trained with consistency and L1 to both layers)
+    assert (b + r - x).abs().mean() < 0.02
+
+
+def test_default_derain_raises_psnr():
+    from napari_nlcl import derain
+
+    clean, rainy = _synthetic_example()
+    out = derain(rainy, device="cpu")
+    assert y_psnr(out, clean) > y_psnr(rainy, clean) + 3
+
+
+def test_default_model_on_a_lazy_stack_and_grayscale():
+    import dask.array as da
+
+    from napari_nlcl import derain
+
+    _, rainy = _synthetic_example()
+    stack = da.from_array(np.stack([rainy[:128, :128]] * 3), chunks=(1, 128, 128, 3))
+    lazy, rain = derain(stack, rain_layer=True, device="cpu")
+    assert isinstance(lazy, da.Array) and isinstance(rain, da.Array)
+    first = lazy[0].compute()
+    assert np.allclose(first + rain[0].compute(), rainy[:128, :128], atol=1e-6)
+    grey = derain(rainy[..., 0], model="default", device="cpu")  # 1 channel through the RGB net
+    assert grey.shape == rainy.shape[:2]
+
+
+def test_rain_layer_in_the_input_dtype():
+    from napari_nlcl import derain
+
+    _, rainy = _synthetic_example()
+    u8 = (rainy * 255).round().astype(np.uint8)
+    background, rain = derain(u8, rain_layer=True, device="cpu")
+    assert background.dtype == rain.dtype == np.uint8
+    assert np.all(rain.astype(int) == np.clip(u8.astype(int) - background.astype(int), 0, 255))
+
+
+def test_method_names_are_per_task():
+    from napari_nlcl import available_methods, load_model
+
+    assert "default" in available_methods("derain") and "default" in available_methods("dehaze")
+    assert load_model("default", task="derain").info.task == "derain"
+    with pytest.raises(ValueError, match="several tasks"):
+        load_model("default")
+    with pytest.raises(ValueError, match="unknown derain method 'dcp'"):
+        load_model("dcp", task="derain")
+
+
+def test_a_dehazing_model_is_refused_for_deraining():
+    from napari_nlcl import derain
+
+    with pytest.raises(ValueError, match="not a derain model"):
+        derain(np.zeros((64, 64, 3), np.float32), model=load_dehazer())
+
+
+def load_dehazer():
+    from napari_nlcl import load_model
+
+    return load_model("dcp", task="dehaze")
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_derain_writes_background_and_rain_layer(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_nlcl.cli import main
+
+    _, rainy = _synthetic_example()
+    src = tmp_path / "rainy.png"
+    iio.imwrite(src, (rainy * 255).round().astype(np.uint8))
+    out, rain = tmp_path / "bg.png", tmp_path / "rain.png"
+    assert main(["derain", str(src), "-o", str(out), "--rain-layer", str(rain), "--device", "cpu"]) == 0
+    b, r, o = iio.imread(out).astype(int), iio.imread(rain).astype(int), iio.imread(src).astype(int)
+    assert b.shape == o.shape and np.all(r == np.clip(o - b, 0, 255))
+    assert main(["derain", str(src), "-o", str(out), "--rain-layer", str(out)]) == 2
+
+
+def test_cli_trains_from_clean_then_finetunes_on_rainy(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_nlcl.cli import main
+
+    clean_dir, rainy_dir = tmp_path / "clean", tmp_path / "rainy"
+    clean_dir.mkdir(), rainy_dir.mkdir()
+    clean, rainy = _synthetic_example()
+    for i in range(2):
+        iio.imwrite(clean_dir / f"{i}.png", (np.roll(clean, 40 * i, 1) * 255).astype(np.uint8))
+        iio.imwrite(rainy_dir / f"{i}.png", (np.roll(rainy, 40 * i, 1) * 255).astype(np.uint8))
+    tiny_args = ["-S", "rain_bank=4", "-S", "rain_bank_size=64", "-S", "nl_patches=8", "-S", "nce_patches=32",
+                 "-S", "disc_ndf=8", "--crop", "64", "--device", "cpu"]
+    m1 = tmp_path / "syn.pt"
+    assert main(["train", "derain", "--clean", str(clean_dir), "--steps", "2", "-o", str(m1), *tiny_args]) == 0
+    m2 = tmp_path / "ft.pt"
+    assert main(["train", "derain", "--rainy", str(rainy_dir), "--from", str(m1), "--steps", "2",
+                 "-o", str(m2), *tiny_args]) == 0
+    recipe, payload = load_recipe(m2)
+    assert recipe.config.mode == "nlcl" and payload["step"] == 2
+    out = tmp_path / "out.png"
+    assert main(["derain", str(rainy_dir / "0.png"), "-m", str(m2), "-o", str(out), "--device", "cpu"]) == 0
+    assert main(["train", "derain", "--hazy", str(rainy_dir), "--steps", "1", "-o", str(m2)]) == 2

@@ -1,0 +1,104 @@
+"""The Derain widget on a real viewer (Xvfb): default model, rain layer, lazy stacks, the library."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_nlcl._napari import _widgets  # noqa: E402
+from napari_nlcl._napari._widgets import DerainWidget  # noqa: E402
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
+    return seen
+
+
+def _rainy(shape=(128, 160)):
+    from test_derain import _synthetic_example
+
+    clean, rainy = _synthetic_example()
+    h, w = shape
+    return clean[:h, :w], (rainy[:h, :w] * 255).round().astype(np.uint8)
+
+
+def _wait_idle(qtbot, w):
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+
+
+def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    w = DerainWidget(viewer)
+    assert w.method_combo.value == "default"
+    clean, data = _rainy((256, 384))
+    layer = viewer.add_image(data.copy(), name="rainy", rgb=True)
+    w.rain_check.value = True
+    worker = w.run()
+    assert worker is not None
+    _wait_idle(qtbot, w)
+    assert errors == []
+    out = viewer.layers["rainy derained"].data
+    rain = viewer.layers["rainy rain"].data
+    assert out.shape == data.shape and out.dtype == np.uint8 and rain.dtype == np.uint8
+    err_in = np.abs(data / 255.0 - clean).mean()
+    assert np.abs(out / 255.0 - clean).mean() < 0.7 * err_in
+    np.testing.assert_array_equal(rain, np.clip(data.astype(int) - out.astype(int), 0, 255))
+    np.testing.assert_array_equal(layer.data, data)  # input untouched
+    # running again updates both layers in place
+    rain_layer = viewer.layers["rainy rain"]
+    _wait_idle(qtbot, w) if w.run() else None
+    assert viewer.layers["rainy rain"] is rain_layer and len(viewer.layers) == 3
+
+
+def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    w = DerainWidget(viewer)
+    _, frame = _rainy((64, 96))
+    reads: list[int] = []
+
+    def load(i):
+        reads.append(i)
+        return frame
+
+    stack = da.stack([da.from_delayed(dask.delayed(load)(i), frame.shape, np.uint8) for i in range(25)])
+    viewer.add_image(stack, name="stack", rgb=True, contrast_limits=(0, 255))
+    w.rain_check.value = True
+    reads.clear()
+    assert w.run() is None  # lazy: no worker
+    assert isinstance(viewer.layers["stack derained"].data, da.Array)
+    assert isinstance(viewer.layers["stack rain"].data, da.Array)
+    assert len(set(reads)) <= 4  # what napari shows, never the whole stack
+    assert errors == []
+
+
+def test_baseline_method_has_options_and_bad_layers_are_refused(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    w = DerainWidget(viewer)
+    names = [v for v in w.method_combo.choices]
+    assert "default" in names and "dcp" not in names  # only deraining methods
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="tiny", rgb=True)
+    assert w.run() is None
+    assert len(errors) == 1 and ("smaller" in errors[0].lower() or "at least" in errors[0].lower())
+    assert [layer.name for layer in viewer.layers] == ["tiny"]
+
+
+def test_widget_from_plugin_manager(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-nlcl", "Derain")
+    assert isinstance(w, DerainWidget)
+
+
+def test_train_widget_offers_derain_with_rainy_and_clean_inputs(make_napari_viewer):
+    from napari_nlcl._napari._train import TrainWidget
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    assert "derain" in list(w.task_combo.choices)
+    w.task_combo.value = "derain"
+    assert set(w._source_widgets) == {"rainy", "clean"}
