@@ -76,7 +76,7 @@ def label(text: str, width: int) -> np.ndarray:
 def grid(rows: list[tuple[np.ndarray, ...]], titles: tuple[str, ...]) -> np.ndarray:
     """Rows of same-height images under one title per column."""
     width = max(a.shape[1] for row in rows for a in row)
-    cell_h = HEIGHT
+    cell_h = max(a.shape[0] for row in rows for a in row)
     h = LABEL_H + len(rows) * (cell_h + GAP)
     w = len(titles) * (width + GAP) + GAP
     canvas = np.ones((h, w, 3), np.float32)

@@ -92,9 +92,9 @@ def main(argv=None) -> int:
         lr = args.lr or (5e-4 if args.stage == "synthetic" else 5e-5)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=lr,
                              seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250)
-        settings = {"rain_bank": 512, **json.loads(args.recipe_json)}
+        settings = {"rain_bank": 512, "veil": 0.5, **json.loads(args.recipe_json)}
         meta = {"command": " ".join(sys.argv)}
-        if args.stage == "synthetic":
+        if args.stage == "synthetic" and not args.start:
             trainer = Trainer.from_recipe_name("derain", crops, config,
                                                recipe_config={"mode": "synthetic", **settings},
                                                checkpoint=out, metadata=meta)
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
             if not args.start:
                 raise SystemExit("--stage nlcl needs --from STAGE1_MODEL")
             trainer = Trainer.from_model(args.start, crops, config,
-                                         recipe_config={"mode": "nlcl", **settings},
+                                         recipe_config={"mode": args.stage, **settings},
                                          checkpoint=out, metadata=meta)
     started = time.perf_counter()
     running: dict[str, float] = {}

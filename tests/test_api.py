@@ -50,7 +50,7 @@ def test_method_options_reach_the_model():
 
 def test_registry_defaults_match_the_models():
     for spec in registry.methods():
-        model = registry.build(spec.name)
+        model = registry.build(spec.name, spec.task)
         for opt in spec.options:
             assert model.info.config[opt.name] == pytest.approx(opt.default), (spec.name, opt.name)
             assert opt.minimum <= opt.default <= opt.maximum

@@ -111,3 +111,21 @@ register(
                     "unsupervised NLCL on real rain (RGB)",
     )
 )
+
+
+register(
+    MethodSpec(
+        name="directional",
+        task="derain",
+        factory="napari_nlcl.methods.rain_classic:classic_derainer",
+        description="Directional morphological layer separation: no training, any channels "
+                    "(classical baseline)",
+        options=(
+            Option("strength", 1.0, 0.0, 1.0, "strength", 0.05),
+            Option("width", 9, 3, 25, "max streak width (px)", 2),
+            Option("length", 31, 5, 121, "streak length (px)", 2),
+            Option("contrast", 1.5, 0.0, 3.0, "dense-rain gain", 0.1),
+            Option("max_angle", 35, 0, 45, "max tilt from vertical (deg)", 5),
+        ),
+    )
+)

@@ -92,14 +92,16 @@ class DerainConfig:
     rain_bank_size: int = 256
     rain_layers: tuple = (1, 3)
     rain_opacity: tuple = (0.1, 0.7)
-    veil: float = 0.3  # probability of a uniform veil (0 to 0.15) over the rain
+    veil: float = 0.5  # probability of a uniform veil (0 to veil_max) over the rain
+    veil_max: float = 0.2
+    blur: float = 1.5  # streaks are defocused by a Gaussian of sigma up to this (px)
     bank_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "consistency_weight", "sparsity_weight", "gan_weight",
-                     "layer_weight", "location_weight", "veil"):
+                     "layer_weight", "location_weight", "veil", "veil_max", "blur"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -153,10 +155,27 @@ def make_rain_bank(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, np.n
     return bank, np.asarray(angles)[order]
 
 
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(N, 1, H, W)`` (replicate borders)."""
+    r = max(int(math.ceil(2.5 * sigma)), 1)
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+
+
 def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Generator, *,
-                  layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.3) -> torch.Tensor:
-    """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1]: streak maps of similar
-    angle from ``bank`` screen-blended at random opacities (``rainy >= clean``)."""
+                  layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.5, blur: float = 1.5,
+                  veil_max: float = 0.2) -> torch.Tensor:
+    """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1] (``rainy >= clean``).
+
+    Per image: one to ``layers[1]`` streak maps of similar angle from
+    ``bank``, each defocused by a Gaussian of sigma up to ``blur`` px (real
+    streaks are rarely sharp), screen-blended at a random opacity; with
+    probability ``veil`` a uniform veil of up to ``veil_max`` (the haze of
+    rain accumulation).
+    """
     b, c, h, w = clean.shape
     n, _, size, _ = bank.shape
 
@@ -177,13 +196,17 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
             if scale > 1:
                 s = F.interpolate(s, scale_factor=scale, mode="bilinear", align_corners=False)
             y, x = randint(0, s.shape[-2] - h), randint(0, s.shape[-1] - w)
-            s = s[0, :, y:y + h, x:x + w]
+            s = s[:, :, y:y + h, x:x + w]
+            sigma = blur * rand()
+            if sigma > 0.3:
+                s = _gaussian_blur(s, sigma)
+            s = s[0]
             if flip:
                 s = s.flip(-1)
             a = opacity[0] + (opacity[1] - opacity[0]) * rand()
             out[i] = out[i] + (1.0 - out[i]) * (a * s)
         if veil and rand() < veil:
-            out[i] = out[i] + (1.0 - out[i]) * (0.15 * rand())
+            out[i] = out[i] + (1.0 - out[i]) * (veil_max * rand())
     return out.clamp(0.0, 1.0)
 
 
@@ -272,7 +295,7 @@ class DerainRecipe(Recipe):
     def synthesize(self, clean: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         return add_bank_rain(clean, self.rain_bank, self.generator, layers=cfg.rain_layers,
-                             opacity=cfg.rain_opacity, veil=cfg.veil)
+                             opacity=cfg.rain_opacity, veil=cfg.veil, veil_max=cfg.veil_max, blur=cfg.blur)
 
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
