@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,7 +28,7 @@ def main(argv=None) -> int:
     from bench_derain import evaluate, validation_set
 
     from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import Trainer, TrainConfig
+    from napari_nlcl.engine import TrainConfig, Trainer
     from napari_nlcl.recipes.derain import DerainRecipe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

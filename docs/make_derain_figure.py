@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_dcp_figure import ROOT, grid, load, save_png  # noqa: E402
+from make_dcp_figure import ROOT, grid, load, save_png
 
 DATA = ROOT.parent / "shared" / "data" / "rain" / "real_sirr" / "real_input"
 IMAGES = ["8.jpg", "10.jpg", "17.jpg", "18.jpg", "40.jpg", "43.jpg"]

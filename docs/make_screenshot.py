@@ -1,22 +1,28 @@
-"""Screenshot of napari with the Dehaze widget on the hazy sample (run under xvfb-run).
+"""Screenshot of napari with the Dehaze or Derain widget on a built-in sample (run under xvfb-run).
 
     xvfb-run -a python docs/make_screenshot.py docs/images/napari_dehaze.png
+    xvfb-run -a python docs/make_screenshot.py docs/images/napari_derain.png --task derain
 """
 
-import sys
+import argparse
 
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_nlcl._napari._widgets import DehazeWidget
+from napari_nlcl._napari._widgets import DehazeWidget, DerainWidget
+
+TASKS = {"dehaze": (DehazeWidget, "hazy_scene"), "derain": (DerainWidget, "rainy_scene")}
 
 
-def main(out: str) -> None:
+def main(out: str, task: str) -> None:
+    cls, sample = TASKS[task]
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1400, 800)
-    viewer.open_sample("napari-nlcl", "hazy_scene")
-    widget = DehazeWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Dehaze")
+    viewer.open_sample("napari-nlcl", sample)
+    widget = cls(viewer)
+    if task == "derain":
+        widget.rain_check.value = True
+    viewer.window.add_dock_widget(widget, name=task.capitalize())
     worker = widget.run()
     app = QApplication.instance()
     while widget._worker is not None:
@@ -31,4 +37,8 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "napari_dehaze.png")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", nargs="?", default="napari_dehaze.png")
+    ap.add_argument("--task", choices=sorted(TASKS), default="dehaze")
+    args = ap.parse_args()
+    main(args.out, args.task)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import Trainer, TrainConfig, export_model, recipe_config_of
+from napari_nlcl.engine import TrainConfig, Trainer, export_model, recipe_config_of
 from napari_nlcl.io import _imread, list_images
 from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS
 

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_nlcl._napari import _widgets  # noqa: E402
-from napari_nlcl._napari._widgets import DerainWidget  # noqa: E402
+from napari_nlcl._napari import _widgets
+from napari_nlcl._napari._widgets import DerainWidget
 
 
 @pytest.fixture
@@ -102,3 +102,20 @@ def test_train_widget_offers_derain_with_rainy_and_clean_inputs(make_napari_view
     assert "derain" in list(w.task_combo.choices)
     w.task_combo.value = "derain"
     assert set(w._source_widgets) == {"rainy", "clean"}
+
+
+def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
+    from napari_nlcl._napari._train import DEFAULT, SCRATCH, TrainWidget
+    from napari_nlcl.engine import recipe_config_of
+    from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS
+    from napari_nlcl.recipes.derain import DerainConfig
+
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    w.task_combo.value = "derain"
+    w.start_combo.value = DEFAULT
+    stored = recipe_config_of(DEFAULT_WEIGHTS)[1]
+    for name in ("layer_weight", "location_weight", "gan_weight", "transplant_weight"):
+        assert w._advanced[name].value == pytest.approx(stored[name])  # fine-tuning keeps them
+    w.start_combo.value = SCRATCH
+    assert w._advanced["location_weight"].value == DerainConfig().location_weight

@@ -244,7 +244,7 @@ def finetune(
         viewer.add_image(dehaze(layer.data, method=trainer.model), rgb=True, name="fine-tuned")
     """
     from .data import RandomCrops
-    from .engine import Trainer, TrainConfig, recipe_class
+    from .engine import TrainConfig, Trainer, recipe_class
 
     cls = recipe_class(recipe)
     overrides, paired = cls.plan_data(data)

@@ -235,7 +235,7 @@ def _run_train(args: argparse.Namespace) -> Path:
     from tqdm.auto import tqdm
 
     from .data import RandomCrops
-    from .engine import Trainer, TrainConfig, recipe_class
+    from .engine import TrainConfig, Trainer, recipe_class
 
     out = Path(args.output)
     if out.suffix.lower() not in {".pt", ".pth", ".ckpt"}:

@@ -28,6 +28,7 @@ import os
 import platform
 import time
 import uuid
+import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -618,8 +619,12 @@ class Trainer:
                     losses = r.training_step(batch, self.step)
                 if r.scaler is not None:
                     r.scaler.update()
-                for sched in self.schedulers.values():
-                    sched.step()
+                with warnings.catch_warnings():
+                    # an optimiser a recipe leaves idle (e.g. the discriminator's when its loss
+                    # weight is 0) still follows the schedule; torch warns about that
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                    for sched in self.schedulers.values():
+                        sched.step()
                 self.step += 1
                 elapsed = time.perf_counter() - started
                 rate = (self.step - first_step) / max(elapsed, 1e-9)

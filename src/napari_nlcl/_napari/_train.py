@@ -140,6 +140,7 @@ class TrainWidget(Container):
                      self.library_combo, self.import_path, self.export_path, library_buttons])
 
         self.task_combo.changed.connect(self._task_changed)
+        self.start_combo.changed.connect(self._start_changed)
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", bool(v)))
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
@@ -213,6 +214,30 @@ class TrainWidget(Container):
             self._advanced[f.name] = w
             self.advanced_box.append(w)
         self.start_combo.reset_choices()
+        self._start_changed()
+
+    def _start_changed(self, *_: Any) -> None:
+        """Show the settings the chosen starting model was trained with (fine-tuning keeps them
+        unless you change them); "scratch" shows the recipe's defaults."""
+        import dataclasses
+
+        from napari_nlcl.engine import recipe_config_of
+
+        start = self.start_combo.value
+        if not self._advanced or start is None:
+            return
+        stored: dict[str, Any] = {}
+        if start != SCRATCH:
+            source = self._recipe_cls().default_weights if start == DEFAULT else start
+            try:
+                stored = recipe_config_of(source)[1]
+            except (ValueError, FileNotFoundError):
+                stored = {}
+        defaults = {f.name: f.default for f in dataclasses.fields(self._recipe_cls().Config)}
+        for name, widget in self._advanced.items():
+            value = stored.get(name, defaults.get(name))
+            if value is not None:
+                widget.value = value
 
     def _refresh_layers(self, *_: Any) -> None:
         for combo, _folder in self._source_widgets.values():

@@ -339,4 +339,7 @@ class DerainWidget(TaskWidget):
         if self.rain_check.value:
             from napari_nlcl.api import _difference
 
-            self._put_layer(f"{layer.name} rain", _difference(layer.data, result), layer)
+            name = f"{layer.name} rain"
+            self._put_layer(name, _difference(layer.data, result), layer)
+            lo, hi = layer.contrast_limits  # rain is faint: show it at twice the input's contrast
+            self._viewer.layers[name].contrast_limits = (lo, lo + (hi - lo) / 2)

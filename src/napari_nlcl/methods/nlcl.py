@@ -270,5 +270,14 @@ def default_model(**_ignored: Any) -> DerainNet:
     return model.eval()
 
 
-__all__ = ["ARCHS", "DEFAULT_WEIGHTS", "DerainNet", "DerainNetConfig", "PRESETS", "PatchDiscriminator",
-           "build", "default_model", "preset"]
+__all__ = [
+    "ARCHS",
+    "DEFAULT_WEIGHTS",
+    "PRESETS",
+    "DerainNet",
+    "DerainNetConfig",
+    "PatchDiscriminator",
+    "build",
+    "default_model",
+    "preset",
+]

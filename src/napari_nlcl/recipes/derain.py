@@ -21,13 +21,19 @@ a rain layer ``R = G_R(O)`` (:mod:`napari_nlcl.methods.nlcl`).  Modes
       self-similar 16 x 16 patches of ``B`` in a 40 x 40 window are positives
       of ``B``'s anchor and ``R``'s self-similar patches its negatives, and
       vice versa; features are the discriminator's input and first two
-      stages through MLP heads.  ``asymmetric`` gives the rain anchor fewer
+      stages, each patch flattened into one vector (``patch_features``), through
+      MLP heads.  ``asymmetric`` gives the rain anchor fewer
       positives and a lower temperature (rain patches lie in a
       lower-dimensional set); ``asymmetric=False`` is the CVPR version;
     * ``location_weight *`` PatchNCE between ``B`` and ``O`` at 256 shared
       locations through ``G_B``'s own encoder layers; ``hard_negatives``
       adds, for the background, the least similar patches of ``O`` in the
       anchor's window (reverse non-local) as extra negatives;
+    * ``transplant_weight *`` L1 on "rain transplants": the rain layer the
+      model currently finds in the user's images, ``O - B`` (detached),
+      added to clean photos, with the clean photo as the target.  The pairs
+      carry the user's own rain style (streak shape, blur, veil) and need no
+      ground truth;
     * ``sup_weight *`` the synthetic-rain L1 terms on the clean images
       (0 = pure NLCL; the shipped default keeps 1 so that fine-tuning on
       real rain cannot drift away from what it learnt).
@@ -50,6 +56,7 @@ import torch.nn.functional as F
 from ..contrastive.encoders import FeatureExtractor, ProjectionHeads
 from ..contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
 from ..contrastive.samplers import (
+    extract_patches,
     nonlocal_positives,
     patch_embeddings,
     reverse_nonlocal,
@@ -74,6 +81,7 @@ class DerainConfig:
     # supervised terms on synthetic rain
     sup_weight: float = 1.0
     rain_weight: float = 0.5  # L1 of the rain generator to the synthetic rain layer
+    transplant_weight: float = 1.0  # L1 on clean images + the rain layers found in the user's images
     # NLCL
     consistency_weight: float = 1.0
     sparsity_weight: float = 0.1
@@ -81,6 +89,7 @@ class DerainConfig:
     layer_weight: float = 1.0
     location_weight: float = 1.0
     asymmetric: bool = True
+    patch_features: str = "flatten"  # layer-contrast patch vectors: "flatten" (C*p*p) or "mean" (C)
     hard_negatives: bool = False
     patch: int = 16
     window: int = 40
@@ -100,7 +109,7 @@ class DerainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("sup_weight", "rain_weight", "consistency_weight", "sparsity_weight", "gan_weight",
+        for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
@@ -109,6 +118,8 @@ class DerainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.patch_features not in ("flatten", "mean"):
+            raise ValueError(f"patch_features must be 'flatten' or 'mean', got {self.patch_features!r}")
         if self.window <= self.patch:
             raise ValueError(f"window ({self.window}) must be larger than patch ({self.patch})")
         if self.nl_patches < 8:
@@ -265,8 +276,12 @@ class DerainRecipe(Recipe):
         if cfg.mode == "nlcl":
             self.disc = self.add_network("disc", PatchDiscriminator(gcfg.in_channels, cfg.disc_ndf))
             layers = self.disc.contrast_layers()
+            if cfg.patch_features == "flatten":  # a patch of C x p x p features is one vector
+                dims = [c * max(cfg.patch // f, 1) ** 2 for _, c, f in layers]
+            else:  # mean over the patch: C values
+                dims = [c for _, c, _ in layers]
             self.layer_heads = self.add_network(
-                "layer_heads", ProjectionHeads([c for _, c, _ in layers], out_dim=256, generator=self.generator))
+                "layer_heads", ProjectionHeads(dims, out_dim=256, generator=self.generator))
             self._nce_layers = self.gen_b_nce_layers()
             with torch.no_grad():
                 probe = torch.zeros(1, gcfg.in_channels, 64, 64, device=self.device)
@@ -382,6 +397,14 @@ class DerainRecipe(Recipe):
             nce = self.location_contrast(bg, rainy)
             loss = loss + cfg.location_weight * nce
             losses["location_nce"] = nce.detach()
+        if cfg.transplant_weight:
+            # the rain the model finds in the user's images, added to clean photos: pairs in the
+            # user's own rain style (streak shape, blur, veil) without any ground truth
+            with torch.no_grad():
+                found = (rainy - bg.detach()).clamp(min=0.0)
+            tr = F.l1_loss(self.gen_b((clean + found).clamp(0.0, 1.0)), clean)
+            loss = loss + cfg.transplant_weight * tr
+            losses["transplant"] = tr.detach()
         if cfg.sup_weight:
             sup, sup_losses = self._supervised(clean)
             loss = loss + cfg.sup_weight * sup
@@ -414,11 +437,16 @@ class DerainRecipe(Recipe):
             hw = tuple(fb.shape[-2:])
             cb = scale_coords(coords_b, (h, w), hw, patch=p)
             cr = scale_coords(coords_r, (h, w), hw, patch=p)
-            eb = head(patch_embeddings(fb, cb, p))
-            er = head(patch_embeddings(fr, cr, p))
+            eb = head(self._patch_vectors(fb, cb, p))
+            er = head(self._patch_vectors(fr, cr, p))
             total = total + asymmetric_layer_contrast(eb, er, k_bg=8, k_rain=k_rain, tau_bg=0.07,
                                                       tau_rain=tau_rain)
         return total / len(layers)
+
+    def _patch_vectors(self, feats: torch.Tensor, coords: torch.Tensor, p: int) -> torch.Tensor:
+        if self.config.patch_features == "flatten":
+            return extract_patches(feats, coords, p).flatten(2)  # (B, M, C * p * p)
+        return patch_embeddings(feats, coords, p)  # (B, M, C)
 
     def location_contrast(self, bg: torch.Tensor, rainy: torch.Tensor) -> torch.Tensor:
         """PatchNCE between background and input at the same locations (G_B's own layers)."""
