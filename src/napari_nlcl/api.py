@@ -219,10 +219,10 @@ def finetune(
     Parameters
     ----------
     recipe : str
-        Training recipe, e.g. ``"dehaze"``.
+        Training recipe: ``"dehaze"`` or ``"derain"``.
     data : dict
         Source name -> data (numpy or dask array such as ``layer.data``, a
-        folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}``;
+        folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}`` or ``{"rainy": ...}``;
         which sources are given decides the mode (see the recipe).
     start : "default", path or None
         The shipped default model, a model file, or ``None`` to train from scratch.
