@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _training_log import run_logged
 
 from napari_nlcl.data import RandomCrops
 from napari_nlcl.engine import TrainConfig, Trainer, export_model, recipe_config_of
@@ -104,19 +104,7 @@ def main(argv=None) -> int:
             trainer = Trainer.from_model(args.start, crops, config,
                                          recipe_config={"mode": args.stage, **settings},
                                          checkpoint=out, metadata=meta)
-    started = time.perf_counter()
-    running: dict[str, float] = {}
-    for ev in trainer.fit_iter():
-        if ev.kind != "step":
-            continue
-        for k, v in ev.losses.items():
-            running[k] = running.get(k, 0.0) + v
-        if ev.step % 50 == 0 or ev.step == ev.total:
-            mean = {k: round(v / 50, 4) for k, v in running.items()}
-            running.clear()
-            print(json.dumps({"step": ev.step, "minutes": round((time.perf_counter() - started) / 60, 2),
-                              "lr": f"{ev.lr:.2e}", **mean}), flush=True)
-    print(f"done in {(time.perf_counter() - started) / 60:.1f} min -> {trainer.checkpoint}", flush=True)
+    run_logged(trainer)
     return 0
 
 

@@ -399,6 +399,21 @@ def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe
     return recipe, payload
 
 
+def load_shipped_model(path: str | os.PathLike, *, name: str, what: str) -> nn.Module:
+    """The inference network of a model file shipped in the package, renamed, in eval mode."""
+    from dataclasses import replace
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the default {what} weights are missing ({path}); reinstall napari-nlcl or pass a model file"
+        )
+    recipe, _ = load_recipe(path, device="cpu")
+    model = recipe.inference_model()
+    model.info = replace(model.info, name=name)
+    return model.eval()
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Runs a recipe on a data stream.

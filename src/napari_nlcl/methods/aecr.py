@@ -269,23 +269,9 @@ def build(preset_name: str = "fast", **overrides: Any) -> AECRNet:
 
 def default_model(**_ignored: Any) -> AECRNet:
     """The shipped default dehazer (trained by this project; see the README)."""
-    if not DEFAULT_WEIGHTS.is_file():
-        raise FileNotFoundError(
-            f"the default dehazing weights are missing ({DEFAULT_WEIGHTS}); reinstall napari-nlcl "
-            "or pass a model file"
-        )
-    from ..engine import load_recipe
+    from ..engine import load_shipped_model
 
-    recipe, _ = load_recipe(DEFAULT_WEIGHTS, device="cpu")
-    model = recipe.inference_model()
-    model.info = _renamed(model.info, "default (AECR-Net fast)")
-    return model.eval()
-
-
-def _renamed(info: ModelInfo, name: str) -> ModelInfo:
-    from dataclasses import replace
-
-    return replace(info, name=name)
+    return load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net fast)", what="dehazing")
 
 
 def count_parameters(model: nn.Module) -> int:

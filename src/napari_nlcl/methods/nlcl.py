@@ -26,7 +26,7 @@ provide the features of NLCL's layer contrast.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -257,17 +257,9 @@ def build(preset_name: str = "fast", output: str = "background", **overrides: An
 
 def default_model(**_ignored: Any) -> DerainNet:
     """The shipped default derainer's background generator (trained by this project; see the README)."""
-    if not DEFAULT_WEIGHTS.is_file():
-        raise FileNotFoundError(
-            f"the default deraining weights are missing ({DEFAULT_WEIGHTS}); reinstall napari-nlcl "
-            "or pass a model file"
-        )
-    from ..engine import load_recipe
+    from ..engine import load_shipped_model
 
-    recipe, _ = load_recipe(DEFAULT_WEIGHTS, device="cpu")
-    model = recipe.inference_model()
-    model.info = replace(model.info, name="default (NLCL U-Net)")
-    return model.eval()
+    return load_shipped_model(DEFAULT_WEIGHTS, name="default (NLCL U-Net)", what="deraining")
 
 
 __all__ = [
