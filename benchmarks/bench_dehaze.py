@@ -15,9 +15,9 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+import _speed
 import numpy as np
 import torch
 
@@ -67,28 +67,13 @@ def speed_table() -> None:
     1024x1024 time is that rate extrapolated.
     """
     import napari_nlcl
-    from napari_nlcl.methods.aecr import AECRNet, count_parameters, preset
+    from napari_nlcl.methods.aecr import AECRNet, preset
 
-    rng = np.random.default_rng(0)
-    print("| model | parameters | GFLOP / MP | 1024x1024 RGB (s) | MP/s |")
-    print("|---|---|---|---|---|")
+    paper = AECRNet(preset("paper")).eval()
     rows = [("AECR-Net fast (default)", "default", AECRNet(preset("fast")), 1024, 3),
-            ("AECR-Net paper preset (untrained weights)", AECRNet(preset("paper")).eval(), None, 512, 1),
+            ("AECR-Net paper preset (untrained weights)", paper, paper, 512, 1),
             ("Dark Channel Prior", "dcp", None, 1024, 3)]
-    for label, method, arch, size, repeats in rows:
-        img = rng.random((size, size, 3)).astype(np.float32)
-        net = arch if arch is not None else method if isinstance(method, torch.nn.Module) else None
-        napari_nlcl.dehaze(img[:128, :128], method=method, device="cpu")  # warm up
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            napari_nlcl.dehaze(img, method=method, device="cpu")
-            times.append(time.perf_counter() - t)
-        rate = size * size / 1e6 / min(times)
-        params = f"{count_parameters(net) / 1e6:.2f} M" if net is not None else "-"
-        gflop = f"{net.flops_per_pixel() / 1e3:.0f}" if net is not None else "-"
-        secs = f"{1.048576 / rate:.2f}" + ("" if size == 1024 else " (from 512x512)")
-        print(f"| {label} | {params} | {gflop} | {secs} | {rate:.2f} |", flush=True)
+    _speed.speed_table(lambda img, m: napari_nlcl.dehaze(img, method=m, device="cpu"), rows)
 
 
 def main(argv=None) -> int:

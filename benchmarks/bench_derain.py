@@ -16,9 +16,9 @@ Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
+import _speed
 import numpy as np
 import torch
 
@@ -71,25 +71,11 @@ def speed_table() -> None:
     import napari_nlcl
     from napari_nlcl.methods.nlcl import build
 
-    rng = np.random.default_rng(0)
-    print("| model | parameters | GFLOP / MP | 1024x1024 RGB (s) | MP/s |")
-    print("|---|---|---|---|---|")
+    paper = build("paper").eval()
     rows = [("NLCL U-Net fast (default)", "default", build("fast"), 1024, 3),
-            ("NLCL released generator, 16 blocks (untrained weights)", build("paper").eval(), build("paper"), 512, 1),
+            ("NLCL released generator, 16 blocks (untrained weights)", paper, paper, 512, 1),
             ("directional baseline", "directional", None, 1024, 3)]
-    for label, method, net, size, repeats in rows:
-        img = rng.random((size, size, 3)).astype(np.float32)
-        napari_nlcl.derain(img[:128, :128], model=method, device="cpu")  # warm up
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            napari_nlcl.derain(img, model=method, device="cpu")
-            times.append(time.perf_counter() - t)
-        rate = size * size / 1e6 / min(times)
-        params = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M" if net is not None else "-"
-        gflop = f"{net.gflop_per_mp():.0f}" if net is not None else "-"
-        secs = f"{1.048576 / rate:.2f}" + ("" if size == 1024 else " (from 512x512)")
-        print(f"| {label} | {params} | {gflop} | {secs} | {rate:.2f} |", flush=True)
+    _speed.speed_table(lambda img, m: napari_nlcl.derain(img, model=m, device="cpu"), rows)
 
 
 def main(argv=None) -> int:

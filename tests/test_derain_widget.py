@@ -52,7 +52,8 @@ def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer,
     np.testing.assert_array_equal(layer.data, data)  # input untouched
     # running again updates both layers in place
     rain_layer = viewer.layers["rainy rain"]
-    _wait_idle(qtbot, w) if w.run() else None
+    assert w.run() is not None
+    _wait_idle(qtbot, w)
     assert viewer.layers["rainy rain"] is rain_layer and len(viewer.layers) == 3
 
 

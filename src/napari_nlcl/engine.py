@@ -138,6 +138,14 @@ class Recipe:
             raise ValueError(f"recipe {cls.name!r} takes data {list(cls.data_sources)}, got {given}")
         return {}, cls.paired
 
+    @classmethod
+    def check_sources(cls, given: Iterable[str], what: str) -> set[str]:
+        """``given`` as a set, refused when empty or naming a source outside ``accepted_sources``."""
+        given = set(given)
+        if not given or given - set(cls.accepted_sources):
+            raise ValueError(f"{cls.name} training takes {what}, got {sorted(given)}")
+        return given
+
     def __init__(self, config: Any, *, device: Any = "cpu", generator: torch.Generator | None = None):
         self.config = config
         self.device = torch.device(device)

@@ -161,33 +161,26 @@ class DerainNet(nn.Module):
         rf += 2 * jump  # head
         return int(rf)
 
-    def flops_per_pixel(self) -> float:
-        """Multiply-adds x 2 per input pixel, counted from the conv layers (GFLOP/MP = this / 1e3)."""
-        total = 0.0
-        s2 = self.config.unshuffle ** 2
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                k = m.kernel_size[0] * m.kernel_size[1]
-                total += 2 * m.in_channels * m.out_channels * k * getattr(m, "_area", 1.0)
-        return total / s2  # every area factor below is relative to the folded resolution
+    def _conv_areas(self) -> list[tuple[nn.Conv2d, float]]:
+        """Every conv with the pixel count it runs at, relative to the folded resolution."""
+        def convs(module: nn.Module, area: float) -> list[tuple[nn.Conv2d, float]]:
+            return [(m, area) for m in module.modules() if isinstance(m, nn.Conv2d)]
 
-    def _mark_areas(self) -> None:
-        cfg = self.config
-        for m in (self.stem, self.head):
-            m._area = 1.0
-        if cfg.arch == "resnet":
-            for m in self.body.modules():
-                m._area = 1.0
-            return
+        out = convs(self.stem, 1.0) + convs(self.head, 1.0)
+        if self.config.arch == "resnet":
+            return out + convs(self.body, 1.0)
         area = 1.0
         for enc, down, up, dec in zip(self.enc, self.down, self.up, self.dec):
-            for m in list(enc.modules()) + list(dec.modules()):
-                m._area = area
+            out += convs(enc, area) + convs(dec, area)
             area /= 4
-            down._area = area
-            up._area = area
-        for m in self.bottom.modules():
-            m._area = area
+            out += convs(down, area) + convs(up, area)
+        return out + convs(self.bottom, area)
+
+    def flops_per_pixel(self) -> float:
+        """Multiply-adds x 2 per input pixel, counted from the conv layers (GFLOP/MP = this / 1e3)."""
+        total = sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * area
+                    for m, area in self._conv_areas())
+        return total / self.config.unshuffle ** 2  # areas are relative to the folded resolution
 
     # ------------------------------------------------------------------ forward
     def residual(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,7 +212,6 @@ class DerainNet(nn.Module):
         return f"output={self.output}, params={n}, gflop_per_mp={self.gflop_per_mp():.1f}"
 
     def gflop_per_mp(self) -> float:
-        self._mark_areas()
         return self.flops_per_pixel() / 1e3
 
 

@@ -137,10 +137,7 @@ class DehazeRecipe(Recipe):
 
     @classmethod
     def plan_data(cls, given):
-        given = set(given)
-        unknown = given - set(cls.accepted_sources)
-        if unknown or not given:
-            raise ValueError(f"dehaze training takes hazy and/or clear images, got {sorted(given)}")
+        given = cls.check_sources(given, "hazy and/or clear images")
         if given == {"hazy", "clear"}:
             return {"mode": "paired"}, True
         if given == {"clear"}:

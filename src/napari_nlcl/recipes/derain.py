@@ -254,10 +254,7 @@ class DerainRecipe(Recipe):
 
     @classmethod
     def plan_data(cls, given):
-        given = set(given)
-        unknown = given - set(cls.accepted_sources)
-        if unknown or not given:
-            raise ValueError(f"derain training takes rainy and/or clean images, got {sorted(given)}")
+        given = cls.check_sources(given, "rainy and/or clean images")
         if given == {"clean"}:
             return {"mode": "synthetic"}, False
         return {"mode": "nlcl"}, False  # rainy (+ unpaired clean)
