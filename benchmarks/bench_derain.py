@@ -9,6 +9,7 @@ training or model selection.  Y-PSNR and SSIM are computed on the luma
     python benchmarks/bench_derain.py                      # input, directional baseline, default model
     python benchmarks/bench_derain.py --model runs/x.pt    # add any model file (repeatable)
     python benchmarks/bench_derain.py --speed              # 1024x1024 timings, params, GFLOP/MP
+    python benchmarks/bench_derain.py --memory             # peak memory growth, 1024 and 2048 px
 
 Prints a Markdown table.
 """
@@ -78,6 +79,24 @@ def speed_table() -> None:
     _speed.speed_table(lambda img, m: napari_nlcl.derain(img, model=m, device="cpu"), rows)
 
 
+def memory_table() -> None:
+    """Growth of peak resident memory deraining one 1024x1024 and then one 2048x2048 RGB image
+    with the default model (1024 px tiles); Linux ``ru_maxrss``."""
+    import resource
+
+    import napari_nlcl
+
+    print("| image | peak memory growth (MB) |")
+    print("|---|---|")
+    rng = np.random.default_rng(0)
+    for size in (1024, 2048):
+        img = rng.random((size, size, 3)).astype(np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        napari_nlcl.derain(img, device="cpu")
+        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(f"| {size}x{size} RGB float32 (over the previous peak) | {grown:.0f} |", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[], help="extra model file(s) to score")
@@ -85,11 +104,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the directional baseline")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N validation pairs")
     ap.add_argument("--speed", action="store_true", help="print the speed table instead")
+    ap.add_argument("--memory", action="store_true", help="print peak memory growth instead")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.speed:
         speed_table()
+        return 0
+    if args.memory:
+        memory_table()
         return 0
     pairs = validation_set(limit=args.limit)
     print(f"{len(pairs)} validation pairs (synthetic_val_sirr)\n")
