@@ -23,6 +23,7 @@ _LAZY = {
     "load_model": "napari_nlcl.api",
     "available_methods": "napari_nlcl.api",
     "finetune": "napari_nlcl.api",
+    "translate": "napari_nlcl.api",
     "predict": "napari_nlcl.inference",
     "select_device": "napari_nlcl.inference",
     "ModelInfo": "napari_nlcl.model",
@@ -35,7 +36,7 @@ __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import api, inference, io, methods, model, samples, synth, tiling  # noqa: F401
-    from .api import available_methods, dehaze, derain, finetune, load_model  # noqa: F401
+    from .api import available_methods, dehaze, derain, finetune, load_model, translate  # noqa: F401
     from .inference import predict, select_device  # noqa: F401
     from .model import Model, ModelInfo  # noqa: F401
 

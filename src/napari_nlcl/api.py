@@ -15,7 +15,7 @@ from typing import Any
 from .methods import registry
 from .model import ModelInfo
 
-__all__ = ["available_methods", "dehaze", "derain", "finetune", "load_model"]
+__all__ = ["available_methods", "dehaze", "derain", "finetune", "load_model", "translate"]
 
 MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
 
@@ -181,6 +181,55 @@ def derain(
     return background, _difference(image, background)
 
 
+def translate(
+    image: Any,
+    model: Any = "default",
+    *,
+    channel_axis: Any = "auto",
+    tile: int = 1024,
+    overlap: int | None = None,
+    device: str = "auto",
+    batch_size: int = 1,
+    amp: bool = False,
+    value_range: Any = None,
+    progress: Any = None,
+):
+    """Translate an image or a stack from domain A to domain B with a trained CUT/FastCUT model.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array
+        ``(..., H, W)`` or ``(..., H, W, C)``; leading axes are iterated.  Only
+        the source domain is needed.
+    model : str, path or Model
+        The path of a model file trained with ``napari-nlcl train translate``
+        (or the Train widget), a translation model, or ``"default"``: the
+        shipped example that turns photos into the project's film look.
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+        See :func:`napari_nlcl.inference.predict`.  Whole images of any size
+        are translated tile by tile; instance-norm statistics are taken from
+        the whole plane first, so tiles leave no seams.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        The translated image, same shape and dtype (lazy for dask input).
+
+    Examples
+    --------
+    >>> from skimage import data
+    >>> from napari_nlcl import translate
+    >>> styled = translate(data.astronaut(), device="cpu")
+    """
+    from .inference import predict
+
+    net = load_model(model, task="translate")
+    return predict(
+        image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
+        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+    )
+
+
 def _difference(image: Any, background: Any):
     """``image - background`` in the image's dtype (integers clipped at 0), lazily for dask."""
     import numpy as np
@@ -219,11 +268,12 @@ def finetune(
     Parameters
     ----------
     recipe : str
-        Training recipe: ``"dehaze"`` or ``"derain"``.
+        Training recipe: ``"dehaze"``, ``"derain"`` or ``"translate"``.
     data : dict
         Source name -> data (numpy or dask array such as ``layer.data``, a
-        folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}`` or ``{"rainy": ...}``;
-        which sources are given decides the mode (see the recipe).
+        folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}``, ``{"rainy": ...}``
+        or ``{"source": ..., "target": ...}``; for dehaze and derain, which
+        sources are given decides the mode (see the recipe).
     start : "default", path or None
         The shipped default model, a model file, or ``None`` to train from scratch.
     steps, crop, batch_size, lr, seed, device
@@ -248,9 +298,11 @@ def finetune(
 
     cls = recipe_class(recipe)
     overrides, paired = cls.plan_data(data)
-    crops = RandomCrops(data, crop=crop, batch_size=batch_size, paired=paired, seed=seed)
-    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device)
     merged = {**overrides, **settings}
+    crops = RandomCrops(data, crop=crop, batch_size=batch_size, paired=paired, seed=seed,
+                        **cls.data_options(merged))
+    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
+                         schedule=cls.schedule)
     if start is None:
         return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
     if isinstance(start, str) and start == "default":

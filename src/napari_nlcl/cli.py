@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SUFFIX = {"dehaze": "_dehazed", "derain": "_derained"}
+DEFAULT_SUFFIX = {"dehaze": "_dehazed", "derain": "_derained", "translate": "_translated"}
 SOURCE_FLAGS = {
     "hazy": "hazy images (dehaze: alone = unsupervised fine-tuning; with --clear = aligned pairs)",
     "clear": "haze-free images (dehaze: alone = haze is synthesised on them)",
     "rainy": "rainy images (derain: unsupervised NLCL; clean images from --clean or bundled photos)",
     "clean": "rain-free images, unpaired (derain: alone = rain is synthesised on them)",
+    "source": "domain A images (translate)",
+    "target": "domain B images, unpaired (translate)",
 }
 
 
@@ -88,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for task, what in (("dehaze", "remove haze from"), ("derain", "remove rain streaks from")):
+    tasks = (("dehaze", "remove haze from"), ("derain", "remove rain streaks from"),
+             ("translate", "translate (domain A to B) with a trained model"))
+    for task, what in tasks:
         d = sub.add_parser(task, help=f"{what} an image, a stack or a folder")
         src = d.add_mutually_exclusive_group(required=True)
         src.add_argument("input", nargs="?", help="image file, multi-page TIFF, folder of images or .zarr")
@@ -97,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("-m", "--method", "--model", default="default", metavar="METHOD_OR_MODEL",
                        help="a method (" + ", ".join(s.name for s in registry.methods(task))
                        + ") or a model file trained with `napari-nlcl train`")
-        d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
-                       metavar="KEY=VALUE", help="method option (repeatable; see `napari-nlcl methods`)")
+        if task == "translate":  # translators have no method options
+            d.set_defaults(option=[])
+        else:
+            d.add_argument("-O", "--option", action="append", type=_parse_option, default=[],
+                           metavar="KEY=VALUE", help="method option (repeatable; see `napari-nlcl methods`)")
         if task == "derain":
             d.add_argument("--rain-layer", metavar="OUT2",
                            help="also write the rain layer (input - background) to this file")
@@ -124,10 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--schedule", default="constant", choices=["constant", "linear", "cosine"])
+    t.add_argument("--schedule", default=None, choices=["constant", "linear", "cosine"],
+                   help="learning-rate schedule (default: the recipe's; translate decays linearly "
+                   "over the second half)")
     t.add_argument("--device", default="auto")
     t.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between saves (0: end only)")
+    t.add_argument("--mode", help="recipe mode (translate: cut, fastcut or single; dehaze and derain "
+                   "choose theirs from the data given)")
     t.add_argument("-S", "--set", action="append", type=_parse_option, default=[], metavar="KEY=VALUE",
                    help="recipe setting, e.g. -S width=32 (repeatable)")
 
@@ -246,8 +257,16 @@ def _run_train(args: argparse.Namespace) -> Path:
     items = list(args.data) + [f"{n}={getattr(args, n)}" for n in SOURCE_FLAGS if getattr(args, n)]
     sources = _parse_data(items, cls.accepted_sources or cls.data_sources)
     overrides, paired = cls.plan_data(sources)
+    recipe_config = {**overrides, **({"mode": args.mode} if args.mode else {}), **dict(args.set)}
+    stored: dict[str, Any] = {}
+    if args.resume or args.start_from:  # the model's stored settings decide the data options too
+        from .engine import recipe_config_of
+
+        source = out if args.resume else (cls.default_weights if args.start_from == "default" else args.start_from)
+        if source and Path(source).is_file():
+            stored = recipe_config_of(source)[1]
     data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size, paired=paired,
-                       seed=args.seed)
+                       seed=args.seed, **cls.data_options({**stored, **recipe_config}))
     if args.resume:
         if args.start_from:
             raise ValueError("--resume continues --output; --from starts a new run: use one of them")
@@ -255,10 +274,9 @@ def _run_train(args: argparse.Namespace) -> Path:
     else:
         config = TrainConfig(
             steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
-            schedule=args.schedule, device=args.device, amp=args.amp,
+            schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
             checkpoint_every=args.checkpoint_every,
         )
-        recipe_config = {**overrides, **dict(args.set)}
         meta = {"command": "napari-nlcl train"}
         if args.start_from:
             source = args.start_from

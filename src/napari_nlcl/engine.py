@@ -125,6 +125,8 @@ class Recipe:
     paired: ClassVar[bool] = False
     #: model file that ``--from default`` starts from, if the package ships one
     default_weights: ClassVar[str | None] = None
+    #: learning-rate schedule the front ends use unless told otherwise (see TrainConfig)
+    schedule: ClassVar[str] = "constant"
 
     @classmethod
     def plan_data(cls, given: Iterable[str]) -> tuple[dict[str, Any], bool]:
@@ -137,6 +139,12 @@ class Recipe:
         if given != sorted(cls.data_sources):
             raise ValueError(f"recipe {cls.name!r} takes data {list(cls.data_sources)}, got {given}")
         return {}, cls.paired
+
+    @classmethod
+    def data_options(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra :class:`~napari_nlcl.data.RandomCrops` arguments for recipe settings ``settings``
+        (e.g. random zooms in single-image translation); none by default."""
+        return {}
 
     @classmethod
     def check_sources(cls, given: Iterable[str], what: str) -> set[str]:
@@ -689,3 +697,4 @@ class Trainer:
 
 register_recipe("dehaze", "napari_nlcl.recipes.dehaze:DehazeRecipe")
 register_recipe("derain", "napari_nlcl.recipes.derain:DerainRecipe")
+register_recipe("translate", "napari_nlcl.recipes.translate:TranslateRecipe")

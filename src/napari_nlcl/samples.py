@@ -1,9 +1,11 @@
 """Built-in sample data, generated from scikit-image's bundled images.
 
-Everything is made on the fly from ``skimage.data.rocket()`` (a SpaceX launch
-photo released into the public domain) with the project's own synthesis
-(:mod:`napari_nlcl.synth`), with fixed seeds, so nothing is downloaded and the
-results are reproducible.  ``sample_data/`` in the repository holds PNG copies
+Everything is made on the fly from photos bundled with scikit-image
+(``rocket``: a SpaceX launch photo released into the public domain; the
+translation pair uses ``astronaut``, ``rocket``, ``coffee`` and ``chelsea``,
+all under scikit-image's data licence, which allows redistribution) with the
+project's own synthesis and style (:mod:`napari_nlcl.synth`), with fixed
+seeds, so nothing is downloaded and the results are reproducible.  ``sample_data/`` in the repository holds PNG copies
 written by :func:`write_samples` (``python sample_data/generate.py``).
 """
 
@@ -82,10 +84,44 @@ def rainy_stack(n_frames: int = STACK_FRAMES) -> Sample:
     )
 
 
+#: the two domains of the translation sample: photos, and other photos in the film look
+TRANSLATION_A = ("astronaut", "rocket")
+TRANSLATION_B = ("coffee", "chelsea")
+
+
+def translation_domains() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(domain A: uint8 photos, domain B: other uint8 photos in :func:`~napari_nlcl.synth.film_look`).
+
+    The shipped example translator (``translate`` method ``"default"``) was
+    trained on exactly these (``scripts/train_translate_default.py``).
+    """
+    from skimage import data
+
+    from .synth import film_look
+
+    a = [getattr(data, n)() for n in TRANSLATION_A]
+    b = [_to_uint8(film_look(getattr(data, n)())) for n in TRANSLATION_B]
+    return a, b
+
+
+def translation_source() -> Sample:
+    """Domain A of the translation pair: a photo (scikit-image's astronaut)."""
+    return Sample(translation_domains()[0][0], "photo (domain A)", "domain A: a plain photo", {"rgb": True})
+
+
+def translation_target() -> Sample:
+    """Domain B of the translation pair: another photo in the project's film look."""
+    return Sample(translation_domains()[1][0], "film look (domain B)",
+                  "domain B: another photo in the film look (colour matrix, tone curve, sharpening)",
+                  {"rgb": True})
+
+
 SAMPLES: dict[str, Callable[[], Sample]] = {
     "hazy_scene": hazy_scene,
     "rainy_scene": rainy_scene,
     "rainy_stack": rainy_stack,
+    "translation_source": translation_source,
+    "translation_target": translation_target,
 }
 
 
@@ -96,6 +132,6 @@ def write_samples(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for key in ("hazy_scene", "rainy_scene"):
+    for key in ("hazy_scene", "rainy_scene", "translation_source", "translation_target"):
         paths.append(write_image(folder / f"{key}.png", SAMPLES[key]().data))
     return paths

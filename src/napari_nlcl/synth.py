@@ -3,7 +3,7 @@
 Everything here is plain numpy + :mod:`scipy` (no torch, no scikit-image), so
 it can be used to build training sets on machines without a GPU stack.
 
-Two degradations are provided:
+Two degradations and one style are provided:
 
 * :func:`add_rain` -- additive rain streaks.  The result obeys the
   decomposition ``O = B + R`` used by the deraining model: it returns the rainy
@@ -12,6 +12,10 @@ Two degradations are provided:
   ``I = J t + A (1 - t)`` with ``t = exp(-beta d)``.  It returns the hazy image
   and the transmission map ``t`` so that the clean image can be recovered
   exactly.
+* :func:`film_look` -- a fixed, deterministic photographic style (colour
+  matrix, S-shaped tone curve with lifted blacks, unsharp masking): the
+  project's own second domain for the translation sample data and for the
+  translation benchmark, where the model must learn it from unpaired images.
 
 All randomness goes through an explicit ``rng`` argument (an ``int`` seed,
 ``None`` or a :class:`numpy.random.Generator`); the global numpy RNG is never
@@ -693,3 +697,51 @@ def random_haze_params(rng: RNGLike = None, *, channels: int = 3) -> dict[str, A
         return {"beta": beta, "airlight": level}
     airlight = tuple(float(v) for v in np.clip(level + tint, 0.0, 1.0))
     return {"beta": beta, "airlight": airlight}
+
+
+# --------------------------------------------------------------------------- style
+#: colour matrix of :func:`film_look` (rows: output R, G, B): warmer, a little desaturated
+FILM_MATRIX = np.array([[0.98, 0.16, -0.04], [0.06, 0.84, 0.06], [-0.10, 0.16, 0.70]], np.float32)
+FILM_LIFT = 0.08  # black level
+FILM_CURVE = 0.6  # share of the smoothstep S-curve in the tone curve
+FILM_SHARPEN = (2.0, 0.6)  # unsharp mask: Gaussian sigma (px), amount
+
+
+def film_look(image: Any) -> np.ndarray:
+    """The project's fixed "film" style: colour matrix, S-shaped tone curve, unsharp mask.
+
+    ``y = lift + (1 - lift) * ((1 - a) c + a * smoothstep(c))`` with
+    ``c = clip(M @ rgb)``, then ``y + amount * (y - gaussian(y, sigma))``,
+    clipped to ``[0, 1]``.  Deterministic and local (a pixel depends on its
+    ``~4 sigma`` neighbourhood), so crops of the styled image are styled
+    crops.  Grayscale images get the tone curve and sharpening only.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(H, W)`` or ``(H, W, 3)``, uint8/uint16 or float in ``[0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` in ``[0, 1]``, same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = film_look(np.full((8, 8, 3), 0.5, np.float32))
+    >>> y.shape, y.dtype, bool(np.allclose(y, y[0, 0]))
+    ((8, 8, 3), dtype('float32'), True)
+    """
+    x = _as_image(image)
+    if x.ndim == 3:
+        if x.shape[-1] != 3:
+            raise ValueError(f"film_look takes grayscale or RGB images, got {x.shape[-1]} channels")
+        x = x @ FILM_MATRIX.T
+    c = np.clip(x, 0.0, 1.0)
+    smooth = c * c * (3.0 - 2.0 * c)
+    y = FILM_LIFT + (1.0 - FILM_LIFT) * ((1.0 - FILM_CURVE) * c + FILM_CURVE * smooth)
+    sigma, amount = FILM_SHARPEN
+    sig = (sigma, sigma, 0) if y.ndim == 3 else sigma
+    y = y + amount * (y - ndi.gaussian_filter(y, sig, mode="reflect"))
+    return np.clip(y, 0.0, 1.0).astype(np.float32)

@@ -19,3 +19,8 @@ def rainy_scene() -> list[tuple]:
 
 def rainy_stack() -> list[tuple]:
     return _layer(samples.rainy_stack())
+
+
+def translation_pair() -> list[tuple]:
+    """Both domains of the translation sample as two layers."""
+    return _layer(samples.translation_source()) + _layer(samples.translation_target())

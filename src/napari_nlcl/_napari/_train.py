@@ -202,7 +202,9 @@ class TrainWidget(Container):
         self._advanced = {}
         for f in dataclasses.fields(cls.Config):
             default = f.default if f.default is not dataclasses.MISSING else None
-            if isinstance(default, bool):
+            if f.metadata.get("choices"):  # e.g. a translation mode
+                w = ComboBox(label=f.name, choices=list(f.metadata["choices"]), value=default)
+            elif isinstance(default, bool):
                 w = CheckBox(label=f.name, value=default)
             elif isinstance(default, int):
                 w = SpinBox(label=f.name, min=0, max=1_000_000, value=default)
@@ -210,7 +212,7 @@ class TrainWidget(Container):
                 w = FloatSpinBox(label=f.name, min=0.0, max=1e4, step=0.01, value=default)
                 w.native.setDecimals(4)
             else:
-                continue  # structural settings (mode, architecture) are not loss weights
+                continue  # other structural settings (architecture overrides) stay as stored
             self._advanced[f.name] = w
             self.advanced_box.append(w)
         self.start_combo.reset_choices()
@@ -265,9 +267,14 @@ class TrainWidget(Container):
                     raise ValueError(f"layer {layer.name!r} is multiscale; choose a single-scale layer")
                 sources[name] = ImageSource(layer.data, rgb=layer.rgb, name=f"{name} ({layer.name})")
         overrides, paired = cls.plan_data(sources)
+        settings = {**overrides, **self._settings()}
         data = RandomCrops(sources, crop=int(self.crop_spin.value), batch_size=int(self.batch_spin.value),
-                           paired=paired, seed=int(self.seed_spin.value))
-        return data, overrides
+                           paired=paired, seed=int(self.seed_spin.value), **cls.data_options(settings))
+        return data, settings
+
+    def _settings(self) -> dict[str, Any]:
+        """The recipe settings shown in *advanced* (loss weights, and choices such as a mode)."""
+        return {k: w.value for k, w in self._advanced.items()}
 
     def _preview_frame(self):
         import numpy as np
@@ -291,12 +298,12 @@ class TrainWidget(Container):
     def _build_trainer(self):
         from napari_nlcl.engine import Trainer, TrainConfig
 
-        data, overrides = self._data()
-        settings = {**overrides, **{k: w.value for k, w in self._advanced.items()}}
+        data, settings = self._data()
         config = TrainConfig(
             steps=int(self.steps_spin.value), batch_size=int(self.batch_spin.value),
             crop=int(self.crop_spin.value), lr=float(self.lr_spin.value), seed=int(self.seed_spin.value),
             device=self.device_combo.value, preview_every=int(self.preview_spin.value),
+            schedule=self._recipe_cls().schedule,
         )
         ckpt = self._run_dir / "run.pt"
         kwargs = dict(checkpoint=ckpt, preview_image=self._preview_frame(),

@@ -129,3 +129,14 @@ register(
         ),
     )
 )
+
+
+register(
+    MethodSpec(
+        name="default",
+        task="translate",
+        factory="napari_nlcl.methods.translate:default_model",
+        description="example CUT translator trained by napari-nlcl: photo to the project's film look "
+                    "(RGB; train your own with the Train widget)",
+    )
+)
