@@ -1,7 +1,8 @@
-"""Screenshot of napari with the Dehaze or Derain widget on a built-in sample (run under xvfb-run).
+"""Screenshot of napari with the Dehaze, Derain or Translate widget on a built-in sample (run under xvfb-run).
 
     xvfb-run -a python docs/make_screenshot.py docs/images/napari_dehaze.png
     xvfb-run -a python docs/make_screenshot.py docs/images/napari_derain.png --task derain
+    xvfb-run -a python docs/make_screenshot.py docs/images/napari_translate.png --task translate
 """
 
 import argparse
@@ -9,9 +10,10 @@ import argparse
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_nlcl._napari._widgets import DehazeWidget, DerainWidget
+from napari_nlcl._napari._widgets import DehazeWidget, DerainWidget, TranslateWidget
 
-TASKS = {"dehaze": (DehazeWidget, "hazy_scene"), "derain": (DerainWidget, "rainy_scene")}
+TASKS = {"dehaze": (DehazeWidget, "hazy_scene"), "derain": (DerainWidget, "rainy_scene"),
+         "translate": (TranslateWidget, "translation_pair")}
 
 
 def main(out: str, task: str) -> None:
@@ -22,6 +24,8 @@ def main(out: str, task: str) -> None:
     widget = cls(viewer)
     if task == "derain":
         widget.rain_check.value = True
+    if task == "translate":
+        widget.layer_combo.value = viewer.layers["photos (domain A)"]
     viewer.window.add_dock_widget(widget, name=task.capitalize())
     worker = widget.run()
     app = QApplication.instance()

@@ -1,9 +1,10 @@
 """Train the shipped example translator: photos -> the project's film look (CUT, light preset).
 
-Domain A: scikit-image's ``astronaut`` and ``rocket`` photos; domain B:
-``coffee`` and ``chelsea`` passed through :func:`napari_nlcl.synth.film_look`
-(``napari_nlcl.samples.translation_domains``).  Everything is redistributable,
-so the weights may ship in the package.
+Domain A: the left halves of scikit-image's ``astronaut``, ``rocket``,
+``coffee`` and ``chelsea`` photos; domain B: their right halves passed through
+:func:`napari_nlcl.synth.film_look` (``napari_nlcl.samples.translation_domains``,
+the "Translation pair" sample).  Everything is redistributable, so the
+weights may ship in the package.
 
     python scripts/train_translate_default.py --steps 1500 -o runs/translate_default.pt
     python scripts/train_translate_default.py --export runs/translate_default.pt   # -> package weights
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         print(f"exported {args.export} -> {DEFAULT_WEIGHTS} ({DEFAULT_WEIGHTS.stat().st_size / 1e6:.2f} MB)")
         return 0
     a, b = translation_domains()
-    crops = RandomCrops({"source": a, "target": b}, crop=args.crop, batch_size=args.batch_size, seed=args.seed)
+    crops = RandomCrops({"source": [a], "target": [b]}, crop=args.crop, batch_size=args.batch_size, seed=args.seed)
     if args.resume:
         trainer = Trainer.resume(args.resume, crops, steps=args.steps)
     else:

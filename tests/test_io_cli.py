@@ -140,4 +140,5 @@ def test_cli_lists_methods_and_writes_samples(tmp_path, capsys):
     assert cli.main(["methods"]) == 0
     assert "dcp" in capsys.readouterr().out
     assert cli.main(["samples", str(tmp_path)]) == 0
-    assert sorted(os.listdir(tmp_path)) == ["hazy_scene.png", "rainy_scene.png"]
+    assert sorted(os.listdir(tmp_path)) == ["hazy_scene.png", "rainy_scene.png", "translation_source.png",
+                                           "translation_target.png"]

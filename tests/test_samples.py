@@ -14,7 +14,7 @@ from napari_nlcl.io import read_image
 SAMPLE_DIR = Path(__file__).parent.parent / "sample_data"
 
 
-@pytest.mark.parametrize("key", ["hazy_scene", "rainy_scene"])
+@pytest.mark.parametrize("key", ["hazy_scene", "rainy_scene", "translation_source", "translation_target"])
 def test_samples_match_stored_copies(key):
     stored = read_image(SAMPLE_DIR / f"{key}.png")
     made = samples.SAMPLES[key]().data
@@ -41,3 +41,13 @@ def test_rainy_stack_is_lazy_and_varies():
         assert not np.array_equal(a, b)  # new rain every frame
     finally:
         samples._rain_frame = original
+
+
+def test_translation_pair_is_unpaired_and_styled():
+    from napari_nlcl.synth import film_look
+
+    a, b = samples.translation_domains()
+    assert a.shape[0] == b.shape[0] == samples.TRANSLATION_HEIGHT and a.dtype == b.dtype == np.uint8
+    # B is the film look of *other* pixels than A: styling A does not give B
+    n = min(a.shape[1], b.shape[1])
+    assert np.abs(film_look(a[:, :n]) * 255 - b[:, :n]).mean() > 20

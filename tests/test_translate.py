@@ -19,6 +19,12 @@ def _tiny_recipe(**settings):
     return build_recipe("translate", {**TINY, **settings}, seed=0)
 
 
+def _net(seed=0, **overrides):
+    """A small random translator (plain tanh output, so that it is not the identity), seeded."""
+    torch.manual_seed(seed)
+    return build("light", **{"ngf": 4, "blocks": 2, "residual": False, **overrides}).eval()
+
+
 def _batch(b=1, c=3, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {"source": torch.rand(b, c, size, size, generator=g), "target": torch.rand(b, c, size, size, generator=g)}
@@ -55,7 +61,7 @@ def test_presets_match_cut_and_report_cost():
 
 
 def test_receptive_field_bounds_the_gradient_extent():
-    g = build("light", ngf=4, blocks=3).eval()
+    g = _net(blocks=3)
     x = torch.rand(1, 3, 240, 240, requires_grad=True)
     stats = g.estimate_globals(x.detach())["norm_stats"]
     g(x, norm_stats=stats)[0, :, 120, 120].sum().backward()
@@ -65,7 +71,7 @@ def test_receptive_field_bounds_the_gradient_extent():
 
 
 def test_fixed_norm_statistics_reproduce_instance_norm():
-    g = build("light", ngf=4, blocks=2).eval()
+    g = _net()
     x = torch.rand(2, 3, 64, 48)
     with torch.no_grad():
         stats = g.estimate_globals(x[:1])["norm_stats"]
@@ -81,7 +87,7 @@ def test_tiled_inference_equals_whole_image_inference():
     """Documented tolerance: 1e-4 in [0, 1] (float32), for planes up to ``stats_pixels``."""
     from napari_nlcl.inference import predict
 
-    g = build("light", ngf=4, blocks=2).eval()
+    g = _net()
     rng = np.random.default_rng(0)
     image = rng.random((181, 203, 3)).astype(np.float32)  # odd sizes: padded by the engine
     whole = predict(image, g, tile=4096, device="cpu")
@@ -96,16 +102,21 @@ def test_tiled_inference_equals_whole_image_inference():
 
 
 def test_thumbnail_statistics_on_large_planes_stay_close():
+    """Planes above ``stats_pixels`` take their norm statistics from a down-sampled copy: close to the
+    exact result (mean difference below 5 % of the range at 2x down-sampling for this random net; 1.2 %
+    for the shipped model on the astronaut), and seamless."""
     from napari_nlcl.inference import predict
 
-    g = build("light", ngf=4, blocks=2).eval()
+    g = _net()
     rng = np.random.default_rng(1)
     smooth = np.cumsum(np.cumsum(rng.random((256, 256, 3)), 0), 1)
     image = (smooth / smooth.max()).astype(np.float32)
     exact = predict(image, g, tile=128, device="cpu")
-    g.stats_pixels = 64 * 64  # thumbnail statistics from a 64x64 copy
+    g.stats_pixels = 128 * 128
     approx = predict(image, g, tile=128, device="cpu")
-    assert np.abs(approx - exact).mean() < 0.01
+    whole = predict(image, g, tile=4096, device="cpu")
+    np.testing.assert_allclose(approx, whole, atol=1e-4)  # still seamless: same statistics everywhere
+    assert 0 < np.abs(approx - exact).mean() < 0.05
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -284,7 +295,7 @@ def test_translate_api_numpy_and_dask_and_bad_input():
 
     from napari_nlcl import translate
 
-    g = build("light", ngf=4, blocks=1).eval()
+    g = _net(blocks=1)
     image = (np.random.default_rng(0).random((2, 50, 70, 3)) * 255).astype(np.uint8)
     eager = translate(image, g, device="cpu")
     lazy = translate(da.from_array(image, chunks=(1, 50, 70, 3)), g, device="cpu")

@@ -84,35 +84,45 @@ def rainy_stack(n_frames: int = STACK_FRAMES) -> Sample:
     )
 
 
-#: the two domains of the translation sample: photos, and other photos in the film look
-TRANSLATION_A = ("astronaut", "rocket")
-TRANSLATION_B = ("coffee", "chelsea")
+#: photos of the translation sample: domain A is their left halves, domain B their right halves
+#: in the film look (the same kind of content in both domains, only the style differs)
+TRANSLATION_PHOTOS = ("astronaut", "rocket", "coffee", "chelsea")
+TRANSLATION_HEIGHT = 300
 
 
-def translation_domains() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(domain A: uint8 photos, domain B: other uint8 photos in :func:`~napari_nlcl.synth.film_look`).
+def translation_domains() -> tuple[np.ndarray, np.ndarray]:
+    """(domain A, domain B) as two uint8 RGB mosaics, ``TRANSLATION_HEIGHT`` px high.
 
-    The shipped example translator (``translate`` method ``"default"``) was
-    trained on exactly these (``scripts/train_translate_default.py``).
+    A: the left halves of four scikit-image photos side by side; B: their
+    right halves in :func:`~napari_nlcl.synth.film_look`.  No pixel of A has
+    its styled twin in B, so the pair is unpaired.  The shipped example
+    translator (``translate`` method ``"default"``) was trained on exactly
+    these (``scripts/train_translate_default.py``).
     """
     from skimage import data
 
     from .synth import film_look
 
-    a = [getattr(data, n)() for n in TRANSLATION_A]
-    b = [_to_uint8(film_look(getattr(data, n)())) for n in TRANSLATION_B]
-    return a, b
+    left, right = [], []
+    for name in TRANSLATION_PHOTOS:
+        im = getattr(data, name)()[..., :3]
+        top = (im.shape[0] - TRANSLATION_HEIGHT) // 2
+        im = im[top : top + TRANSLATION_HEIGHT]
+        half = im.shape[1] // 2
+        left.append(im[:, :half])
+        right.append(im[:, half:])
+    return np.concatenate(left, 1), _to_uint8(film_look(np.concatenate(right, 1)))
 
 
 def translation_source() -> Sample:
-    """Domain A of the translation pair: a photo (scikit-image's astronaut)."""
-    return Sample(translation_domains()[0][0], "photo (domain A)", "domain A: a plain photo", {"rgb": True})
+    """Domain A of the translation pair: plain photos."""
+    return Sample(translation_domains()[0], "photos (domain A)", "domain A: plain photos", {"rgb": True})
 
 
 def translation_target() -> Sample:
-    """Domain B of the translation pair: another photo in the project's film look."""
-    return Sample(translation_domains()[1][0], "film look (domain B)",
-                  "domain B: another photo in the film look (colour matrix, tone curve, sharpening)",
+    """Domain B of the translation pair: other photos in the project's film look."""
+    return Sample(translation_domains()[1], "film look (domain B)",
+                  "domain B: other photos in the film look (colour matrix, tone curve, sharpening)",
                   {"rgb": True})
 
 

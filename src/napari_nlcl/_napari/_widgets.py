@@ -212,7 +212,7 @@ class TaskWidget(Container):
             return None
         try:
             layer, model, kwargs = self._prepare()
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OSError) as exc:  # OSError: a missing model file
             _notify_error(str(exc))
             return None
         if _is_dask(layer.data) and self.lazy_check.value:
