@@ -338,3 +338,26 @@ def test_cli_train_and_translate(tmp_path):
     assert read_image(out).shape == (48, 56, 3)
     assert main(["translate", str(tmp_path / "a" / "0.png"), "-o", str(tmp_path / "x.png"),
                  "--model", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_four_channel_microscopy_stack_trains_and_translates():
+    """(T, C, H, W) multi-channel data: ImageSource(channel_axis=1) keeps every channel (a fourth
+    one is not alpha), the recipe takes 4 channels, and the engine translates with channel_axis=1."""
+    from napari_nlcl import translate
+    from napari_nlcl.data import ImageSource, RandomCrops
+
+    rng = np.random.default_rng(0)
+    stack = (rng.random((3, 4, 40, 44)) * 65535).astype(np.uint16)
+    src = ImageSource(stack, channel_axis=1, name="source")
+    tgt = ImageSource(stack[::-1].copy(), channel_axis=1, name="target")
+    assert src.channels == 4 and len(src) == 3 and src.frame(0).shape == (4, 40, 44)
+    overrides, _ = TranslateRecipe.plan_data({"source": src, "target": tgt})
+    assert overrides == {"in_channels": 4}
+    trainer = Trainer.from_recipe_name("translate", RandomCrops({"source": src, "target": tgt}, crop=32, seed=0),
+                                       TrainConfig(steps=2, crop=32, device="cpu"),
+                                       recipe_config={**TINY, **overrides})
+    trainer.fit()
+    out = translate(stack, trainer.model.eval(), channel_axis=1, device="cpu")
+    assert out.shape == stack.shape and out.dtype == np.uint16
+    with pytest.raises(ValueError, match="channel_axis needs an array"):
+        ImageSource("folder", channel_axis=0)

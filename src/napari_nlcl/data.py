@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 
 
-def _to_float01(plane: np.ndarray) -> np.ndarray:
-    """Frame -> float32 (C, H, W) in [0, 1] (dtype range for integers, min/max otherwise)."""
+def _to_float01(plane: np.ndarray, keep_all: bool = False) -> np.ndarray:
+    """Frame -> float32 (C, H, W) in [0, 1] (dtype range for integers, min/max otherwise).
+
+    A fourth channel is taken as alpha and dropped unless ``keep_all``.
+    """
     from .inference import _check_finite, _plane_range
 
     _check_finite(plane)
@@ -34,7 +37,7 @@ def _to_float01(plane: np.ndarray) -> np.ndarray:
         out = out[None]
     else:
         out = np.moveaxis(out, -1, 0)
-    if out.shape[0] == 4:  # RGBA: alpha is not image content
+    if out.shape[0] == 4 and not keep_all:  # RGBA: alpha is not image content
         out = out[:3]
     return np.ascontiguousarray(out)
 
@@ -50,16 +53,34 @@ class ImageSource:
         beyond the first are flattened.
     rgb : bool, optional
         Whether the last axis is colour; guessed when ``None``.
+    channel_axis : int, optional
+        For arrays with any number of channels (multi-channel microscopy):
+        the axis that holds them.  All channels are kept (a fourth one is
+        not taken as alpha); the frames are the remaining leading axes.
     cache : int
         How many decoded frames to keep.
     name : str
         Used in messages.
     """
 
-    def __init__(self, data: Any, *, rgb: bool | None = None, cache: int = 4, name: str = "data"):
+    def __init__(self, data: Any, *, rgb: bool | None = None, channel_axis: int | None = None,
+                 cache: int = 4, name: str = "data"):
         from .inference import SUPPORTED_DTYPES
 
         self.name = name
+        self.multichannel = channel_axis is not None
+        if self.multichannel:
+            if not hasattr(data, "ndim") or data.ndim < 3:
+                raise ValueError(f"{name}: channel_axis needs an array with channels and 2 spatial axes")
+            if not -data.ndim <= channel_axis < data.ndim:
+                raise ValueError(f"{name}: channel_axis {channel_axis} is out of range for {data.ndim} axes")
+            if hasattr(data, "dask"):
+                import dask.array as da
+
+                data = da.moveaxis(data, channel_axis, -1)
+            else:
+                data = np.moveaxis(np.asarray(data), channel_axis, -1)
+            rgb = True
         self.reads = 0  # frames actually read (tests and benchmarks count them)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = max(int(cache), 0)
@@ -157,7 +178,7 @@ class ImageSource:
             shape = self._first_shape
         else:
             shape = self._list[0].shape if self._list is not None else self._frames.shape
-        return min(int(shape[-1]), 3)
+        return int(shape[-1]) if self.multichannel else min(int(shape[-1]), 3)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as float32 ``(C, H, W)`` in [0, 1]."""
@@ -178,7 +199,7 @@ class ImageSource:
             raw = self._list[index]
         else:
             raw = self._frames[index]
-        arr = _to_float01(np.asarray(raw))
+        arr = _to_float01(np.asarray(raw), keep_all=self.multichannel)
         self.reads += 1
         if self._cache_size:
             self._cache[index] = arr
