@@ -116,26 +116,36 @@ def train(args) -> None:
                                                "batch_size": args.batch_size, "rows": rows}, indent=1))
 
 
-def speed(args) -> None:
-    from _speed import time_call
+def best_time(fn, repeat: int) -> float:
+    """Best wall time of ``repeat`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
 
+
+def speed(args) -> None:
     from napari_nlcl.engine import build_recipe
     from napari_nlcl.inference import predict
 
-    print("| preset | params | GFLOP/MP | s / train iteration (256 px, batch 1, CUT) | "
-          "s / train iteration (FastCUT) | inference 1024x1024 (s) | MP/s |")
+    print("| preset | parameters | GFLOP/MP | s / training iteration, CUT (256 px, batch 1) | "
+          "same, FastCUT | 1024x1024 RGB inference (s) | MP/s |")
     print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     image = (rng.random((1024, 1024, 3)) * 255).astype(np.uint8)
+    batch = {"source": torch.rand(1, 3, 256, 256), "target": torch.rand(1, 3, 256, 256)}
     for name in ("light", "full"):
+        repeat = 1 if name == "full" else args.repeat
         per_mode = []
         for mode in ("cut", "fastcut"):
             recipe = build_recipe("translate", {"mode": mode, "preset": name})
-            batch = {"source": torch.rand(1, 3, 256, 256), "target": torch.rand(1, 3, 256, 256)}
-            per_mode.append(time_call(lambda: recipe.training_step(batch, 0), repeat=args.repeat))
+            per_mode.append(best_time(lambda r=recipe: r.training_step(batch, 0), repeat))
         g = recipe.G.eval()
         n = sum(p.numel() for p in g.parameters())
-        t = time_call(lambda: predict(image, g, device="cpu"), repeat=1 if name == "full" else args.repeat)
+        t = best_time(lambda g=g: predict(image, g, device="cpu"), repeat)
         print(f"| {name} | {n / 1e6:.2f} M | {g.gflop_per_mp():.0f} | {per_mode[0]:.2f} | {per_mode[1]:.2f} | "
               f"{t:.2f} | {1.048576 / t:.2f} |", flush=True)
 

@@ -87,3 +87,20 @@ def identity_model():
 def rgb_image():
     rng = np.random.default_rng(0)
     return (rng.random((70, 90, 3)) * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Error notifications of the widgets, collected instead of shown (napari tests)."""
+    from napari_nlcl._napari import _train, _widgets
+
+    seen: list[str] = []
+    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
+    monkeypatch.setattr(_train, "_notify_error", seen.append)
+    return seen
+
+
+@pytest.fixture
+def main_thread_only(monkeypatch):
+    """napari's check that plugin code touches layers from the main thread only."""
+    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")

@@ -9,15 +9,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_nlcl._napari import _widgets
 from napari_nlcl._napari._widgets import DerainWidget
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen: list[str] = []
-    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
-    return seen
 
 
 def _rainy(shape=(128, 160)):

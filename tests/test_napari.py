@@ -7,7 +7,6 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_nlcl._napari import _widgets
 from napari_nlcl._napari._widgets import DehazeWidget
 
 pytest.importorskip("napari")
@@ -17,13 +16,6 @@ def _wait_idle(qtbot, w, worker):
     """Wait until the widget's worker has finished (its finished slot ran)."""
     assert worker is not None
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen: list[str] = []
-    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
-    return seen
 
 
 @pytest.fixture

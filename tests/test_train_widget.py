@@ -14,17 +14,7 @@ pytest.importorskip("napari")
 register_recipe("toy", "toy_recipe:ToyRecipe")
 
 
-@pytest.fixture(autouse=True)
-def main_thread_only(monkeypatch):
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen: list[str] = []
-    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
-    monkeypatch.setattr(_train, "_notify_error", seen.append)
-    return seen
+pytestmark = pytest.mark.usefixtures("main_thread_only")
 
 
 @pytest.fixture

@@ -9,24 +9,14 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_nlcl._napari import _train, _widgets  # noqa: E402
-from napari_nlcl._napari._widgets import TranslateWidget  # noqa: E402
-from napari_nlcl.methods.translate import DEFAULT_WEIGHTS  # noqa: E402
+from napari_nlcl._napari import _train
+from napari_nlcl._napari._widgets import TranslateWidget
+from napari_nlcl.methods.translate import DEFAULT_WEIGHTS
 
 TINY = {"net": {"ngf": 4, "blocks": 1}, "disc_ndf": 8, "num_patches": 16}
 
 
-@pytest.fixture(autouse=True)
-def main_thread_only(monkeypatch):
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen: list[str] = []
-    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
-    monkeypatch.setattr(_train, "_notify_error", seen.append)
-    return seen
+pytestmark = pytest.mark.usefixtures("main_thread_only")
 
 
 @pytest.fixture(scope="module")

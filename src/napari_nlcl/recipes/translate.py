@@ -106,7 +106,7 @@ class TranslateConfig:
         if not isinstance(self.num_patches, int) or self.num_patches < 1:
             raise ValueError(f"num_patches must be a positive integer, got {self.num_patches!r}")
         if not isinstance(self.net, Mapping):
-            raise ValueError(f"net must be a mapping of generator settings such as {{'ngf': 32}}, got {self.net!r}")
+            raise TypeError(f"net must be a mapping of generator settings such as {{'ngf': 32}}, got {self.net!r}")
         self.nce_layers = tuple(self.nce_layers)
         self.zoom = tuple(float(z) for z in self.zoom)
         if len(self.zoom) != 2 or not 0 < self.zoom[0] <= self.zoom[1]:
