@@ -151,12 +151,20 @@ def test_sample_data_opens(make_napari_viewer):
     assert viewer.layers["hazy scene"].rgb
     stack = viewer.layers["rainy stack"]
     assert isinstance(stack.data, da.Array) and stack.data.shape[0] == 20
+    viewer.open_sample("napari-nlcl", "translation_pair")
+    assert viewer.layers["photos (domain A)"].rgb and viewer.layers["film look (domain B)"].rgb
 
 
-def test_widget_from_plugin_manager(make_napari_viewer):
+@pytest.mark.parametrize("name", ["Dehaze", "Derain", "Translate", "Train / fine-tune"])
+def test_widget_from_plugin_manager(make_napari_viewer, name):
+    from napari_nlcl._napari._train import TrainWidget
+    from napari_nlcl._napari._widgets import DerainWidget, TranslateWidget
+
     viewer = make_napari_viewer()
-    dock, w = viewer.window.add_plugin_dock_widget("napari-nlcl", "Dehaze")
-    assert isinstance(w, DehazeWidget)
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-nlcl", name)
+    expected = {"Dehaze": DehazeWidget, "Derain": DerainWidget, "Translate": TranslateWidget,
+                "Train / fine-tune": TrainWidget}[name]
+    assert isinstance(w, expected)
 
 
 def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors):
