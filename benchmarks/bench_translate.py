@@ -10,6 +10,7 @@ PSNR and SSIM on RGB.  "identity" is the untranslated input.
 
     python benchmarks/bench_translate.py --mode cut --steps 1500 --eval-at 250,500,1000,1500
     python benchmarks/bench_translate.py --mode fastcut --steps 1500 --eval-at 250,500,1000,1500
+    python benchmarks/bench_translate.py --mode cut --net '{"residual": false}'   # CUT's tanh output
     python benchmarks/bench_translate.py --speed          # s/iteration and inference MP/s
 
 The evaluations at intermediate budgets are snapshots of one run (the
@@ -79,6 +80,8 @@ def train(args) -> None:
     from napari_nlcl.engine import TrainConfig, Trainer, recipe_class
 
     settings = {"mode": args.mode, "preset": args.preset, **dict(_parse_option(s) for s in args.set)}
+    if args.net:
+        settings["net"] = json.loads(args.net)
     a, b = domains()
     tests = test_set()
     cls = recipe_class("translate")
@@ -161,6 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--net", help='generator overrides as JSON, e.g. \'{"residual": false}\'')
     ap.add_argument("-o", "--output", help="checkpoint file to keep (.pt)")
     ap.add_argument("--json", help="write the rows to this file")
     ap.add_argument("--speed", action="store_true", help="time training iterations and inference instead")
