@@ -114,6 +114,8 @@ def test_train_widget_offers_translation_modes(make_napari_viewer, qtbot, errors
     b = viewer.add_image(_image((96, 96, 3), 2), name="B", rgb=True)
     w.task_combo.value = "translate"
     assert set(w._source_widgets) == {"source", "target"}
+    assert w.start_combo.value == _train.SCRATCH  # a new pair of domains starts from scratch
+    assert _train.DEFAULT in w.start_combo.choices
     assert w._advanced["mode"].choices == ("cut", "fastcut", "single")
     assert "gan_weight" in w._advanced and "num_patches" in w._advanced
     w._source_widgets["source"][0].value = a

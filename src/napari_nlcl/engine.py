@@ -125,6 +125,9 @@ class Recipe:
     paired: ClassVar[bool] = False
     #: model file that ``--from default`` starts from, if the package ships one
     default_weights: ClassVar[str | None] = None
+    #: whether the front ends offer the shipped model as the starting point first (fine-tuning
+    #: a derainer makes sense; a translator is usually trained anew for each pair of domains)
+    fine_tune_by_default: ClassVar[bool] = True
     #: learning-rate schedule the front ends use unless told otherwise (see TrainConfig)
     schedule: ClassVar[str] = "constant"
 

@@ -176,7 +176,9 @@ class TrainWidget(Container):
         choices = [(DEFAULT, DEFAULT)] if cls.default_weights and Path(cls.default_weights).is_file() else []
         choices += [(f"{m.name} (my model)", str(m.path)) for m in list_models(cls.task)
                     if m.recipe == cls.name]
-        return choices + [(SCRATCH, SCRATCH)]
+        if cls.fine_tune_by_default:
+            return choices + [(SCRATCH, SCRATCH)]
+        return [(SCRATCH, SCRATCH)] + choices  # e.g. a new pair of domains starts from scratch
 
     def _library_choices(self, *_: Any) -> list[tuple[str, str]]:
         from napari_nlcl.library import list_models
@@ -216,6 +218,7 @@ class TrainWidget(Container):
             self._advanced[f.name] = w
             self.advanced_box.append(w)
         self.start_combo.reset_choices()
+        self.start_combo.value = self._start_choices()[0][1]  # the recipe's preferred start
         self._start_changed()
 
     def _start_changed(self, *_: Any) -> None:

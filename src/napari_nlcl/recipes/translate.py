@@ -133,6 +133,7 @@ class TranslateRecipe(Recipe):
     accepted_sources = ("source", "target")
     default_weights = str(DEFAULT_WEIGHTS)
     schedule = "linear"  # CUT: constant for the first half, then linear decay to zero
+    fine_tune_by_default = False  # the shipped example is one style; new domains start from scratch
 
     @classmethod
     def plan_data(cls, given):
