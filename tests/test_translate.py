@@ -276,8 +276,9 @@ def test_single_mode_zooms_crops_of_one_image_per_domain():
     rng = np.random.default_rng(0)
     a = (rng.random((200, 240, 3)) * 255).astype(np.uint8)
     b = (rng.random((180, 200, 3)) * 255).astype(np.uint8)
-    trainer = finetune("translate", {"source": a, "target": b}, start=None, steps=2, crop=32, batch_size=2,
-                       device="cpu", mode="single", **TINY)
+    trainer = finetune("translate", {"source": a, "target": b}, steps=2, crop=32, batch_size=2,
+                       device="cpu", mode="single", **TINY)  # start="auto": scratch for translation
+    assert "started_from" not in trainer.metadata
     assert trainer.data.zoom == (0.25, 1.0) and trainer.config.schedule == "linear"
     assert trainer.recipe.config.negatives == "batch"
     trainer.fit()

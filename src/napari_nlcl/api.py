@@ -253,7 +253,7 @@ def finetune(
     recipe: str,
     data: dict[str, Any],
     *,
-    start: Any = "default",
+    start: Any = "auto",
     steps: int = 300,
     crop: int = 128,
     batch_size: int = 4,
@@ -274,8 +274,10 @@ def finetune(
         folder or a file), e.g. ``{"hazy": viewer.layers["hazy"].data}``, ``{"rainy": ...}``
         or ``{"source": ..., "target": ...}``; for dehaze and derain, which
         sources are given decides the mode (see the recipe).
-    start : "default", path or None
-        The shipped default model, a model file, or ``None`` to train from scratch.
+    start : "auto", "default", path or None
+        The shipped default model, a model file, or ``None`` to train from
+        scratch.  ``"auto"``: the shipped default for dehaze and derain
+        (fine-tuning), scratch for translate (a new pair of domains).
     steps, crop, batch_size, lr, seed, device
         Training settings (:class:`~napari_nlcl.engine.TrainConfig`).
     checkpoint : path, optional
@@ -303,6 +305,8 @@ def finetune(
                         **cls.data_options(merged))
     config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
                          schedule=cls.schedule)
+    if isinstance(start, str) and start == "auto":
+        start = "default" if cls.fine_tune_by_default else None
     if start is None:
         return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
     if isinstance(start, str) and start == "default":
