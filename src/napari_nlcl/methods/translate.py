@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import ModelInfo
+from ..tiling import pad_to_multiple
 from .nlcl import PatchDiscriminator
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "translate_default.pt"
@@ -216,6 +217,9 @@ class TranslateNet(nn.Module):
     #: planes up to this many pixels get exact whole-plane norm statistics;
     #: larger ones get them from an area-down-sampled copy of this size
     stats_pixels: int = 2**21
+    #: without ``norm_stats`` the network normalises by its input's own statistics, so the
+    #: engine may skip :meth:`estimate_globals` for a plane it runs as one tile
+    globals_from_input: bool = True
 
     def __init__(self, config: TranslateNetConfig | None = None, *, name: str = "CUT generator"):
         super().__init__()
@@ -325,9 +329,7 @@ class TranslateNet(nn.Module):
             s = math.sqrt(self.stats_pixels / (h * w))
             size = (max(16, round(h * s)), max(16, round(w * s)))
             x = F.interpolate(x, size=size, mode="area")
-        ph, pw = (-x.shape[-2]) % 4, (-x.shape[-1]) % 4
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        x = pad_to_multiple(x, self.info.size_multiple)  # as the engine pads its tiles
         with _norm_mode("record", {}) as stats:
             self._forward(x)
         return {"norm_stats": torch.cat([stats[i] for i in sorted(stats)], 1).float()}
