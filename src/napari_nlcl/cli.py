@@ -246,7 +246,7 @@ def _run_train(args: argparse.Namespace) -> Path:
     from tqdm.auto import tqdm
 
     from .data import RandomCrops
-    from .engine import TrainConfig, Trainer, recipe_class
+    from .engine import TrainConfig, Trainer, recipe_class, recipe_config_of
 
     out = Path(args.output)
     if out.suffix.lower() not in {".pt", ".pth", ".ckpt"}:
@@ -258,18 +258,18 @@ def _run_train(args: argparse.Namespace) -> Path:
     sources = _parse_data(items, cls.accepted_sources or cls.data_sources)
     overrides, paired = cls.plan_data(sources)
     recipe_config = {**overrides, **({"mode": args.mode} if args.mode else {}), **dict(args.set)}
-    stored: dict[str, Any] = {}
-    if args.resume or args.start_from:  # the model's stored settings decide the data options too
-        from .engine import recipe_config_of
-
-        source = out if args.resume else (cls.default_weights if args.start_from == "default" else args.start_from)
-        if source and Path(source).is_file():
-            stored = recipe_config_of(source)[1]
+    if args.resume and args.start_from:
+        raise ValueError("--resume continues --output; --from starts a new run: use one of them")
+    start = args.start_from
+    if start == "default":
+        if not cls.default_weights:
+            raise ValueError(f"recipe {args.recipe!r} ships no default model; give a model file")
+        start = cls.default_weights
+    # a stored model's settings (e.g. single-image mode) decide the data options too
+    stored = recipe_config_of(out if args.resume else start)[1] if (args.resume or start) else {}
     data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size, paired=paired,
                        seed=args.seed, **cls.data_options({**stored, **recipe_config}))
     if args.resume:
-        if args.start_from:
-            raise ValueError("--resume continues --output; --from starts a new run: use one of them")
         trainer = Trainer.resume(out, data, steps=args.steps)
     else:
         config = TrainConfig(
@@ -278,13 +278,8 @@ def _run_train(args: argparse.Namespace) -> Path:
             checkpoint_every=args.checkpoint_every,
         )
         meta = {"command": "napari-nlcl train"}
-        if args.start_from:
-            source = args.start_from
-            if source == "default":
-                if not cls.default_weights:
-                    raise ValueError(f"recipe {args.recipe!r} ships no default model; give a model file")
-                source = cls.default_weights
-            trainer = Trainer.from_model(source, data, config, recipe_config=recipe_config,
+        if start:
+            trainer = Trainer.from_model(start, data, config, recipe_config=recipe_config,
                                          checkpoint=out, metadata=meta)
         else:
             trainer = Trainer.from_recipe_name(args.recipe, data, config, recipe_config=recipe_config,

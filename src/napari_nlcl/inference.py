@@ -305,8 +305,9 @@ def _iter_plane(
     done = 0
     for i in range(n):
         xi = batch0[i]
+        tiles = _count(xi, tile, overlap, info)
         # a model that derives its globals from its own input needs no estimate for a one-tile plane
-        own = getattr(model, "globals_from_input", False) and _count(xi, tile, overlap, info) == 1
+        own = getattr(model, "globals_from_input", False) and tiles == 1
         globals_ = {}
         if estimate is not None and not own:
             with torch.inference_mode():
@@ -318,7 +319,7 @@ def _iter_plane(
             ),
             done,
         )
-        done += _count(xi, tile, overlap, info)
+        done += tiles
         outs.append(yi)
     y = _from_model_channels(torch.stack(outs), mode, c)
     y = ((y - vlo) / (vhi - vlo)).numpy().transpose(1, 2, 0)

@@ -176,9 +176,7 @@ class TrainWidget(Container):
         choices = [(DEFAULT, DEFAULT)] if cls.default_weights and Path(cls.default_weights).is_file() else []
         choices += [(f"{m.name} (my model)", str(m.path)) for m in list_models(cls.task)
                     if m.recipe == cls.name]
-        if cls.fine_tune_by_default:
-            return choices + [(SCRATCH, SCRATCH)]
-        return [(SCRATCH, SCRATCH)] + choices  # e.g. a new pair of domains starts from scratch
+        return choices + [(SCRATCH, SCRATCH)]
 
     def _library_choices(self, *_: Any) -> list[tuple[str, str]]:
         from napari_nlcl.library import list_models
@@ -218,7 +216,8 @@ class TrainWidget(Container):
             self._advanced[f.name] = w
             self.advanced_box.append(w)
         self.start_combo.reset_choices()
-        self.start_combo.value = self._start_choices()[0][1]  # the recipe's preferred start
+        # the shipped model (fine-tuning), or scratch for recipes that train anew (translation)
+        self.start_combo.value = self.start_combo.choices[0] if cls.fine_tune_by_default else SCRATCH
         self._start_changed()
 
     def _start_changed(self, *_: Any) -> None:
