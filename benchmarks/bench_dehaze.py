@@ -70,7 +70,9 @@ def speed_table() -> None:
     from napari_nlcl.methods.aecr import AECRNet, preset
 
     paper = AECRNet(preset("paper")).eval()
-    rows = [("AECR-Net fast (default)", "default", AECRNet(preset("fast")), 1024, 3),
+    fast = AECRNet(preset("fast")).eval()
+    rows = [("AECR-Net physics (default)", "default", AECRNet(preset("physics")), 1024, 3),
+            ("AECR-Net fast, residual output (untrained weights)", fast, fast, 1024, 3),
             ("AECR-Net paper preset (untrained weights)", paper, paper, 512, 1),
             ("Dark Channel Prior", "dcp", None, 1024, 3)]
     _speed.speed_table(lambda img, m: napari_nlcl.dehaze(img, method=m, device="cpu"), rows)

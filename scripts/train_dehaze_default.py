@@ -6,7 +6,13 @@ synthesised on every crop (``DehazeConfig(mode="synthetic")``).
 
     python scripts/train_dehaze_default.py --steps 6000 -o runs/dehaze.pt
     python scripts/train_dehaze_default.py --resume runs/dehaze.pt --steps 6000  # after a stop
+    python scripts/train_dehaze_default.py --airlight-stage runs/dehaze.pt --steps 3000  # stage 2
     python scripts/train_dehaze_default.py --export runs/dehaze.pt          # -> package weights
+
+Stage 2 (``--airlight-stage``) trains only the airlight branch of a physics-output
+model, on thumbnails of whole photos hazed as whole photos (the view it gets at
+inference, where the engine shows it the whole plane), and writes the result
+back into the checkpoint atomically.
 
 Logs one line every 50 steps; a checkpoint every 250 steps.
 """
@@ -43,12 +49,79 @@ def training_images(root: Path) -> list[np.ndarray]:
     return images
 
 
+def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: float = 1e-3,
+                   batch_size: int = 32, seed: int = 0) -> None:
+    """Stage 2: the airlight branch alone, on 64-px views of whole hazed photos."""
+    import time
+
+    import torch.nn.functional as F
+
+    from napari_nlcl import synth
+    from napari_nlcl.engine import load_recipe, read_checkpoint, save_checkpoint
+    from napari_nlcl.methods.aecr import thumbnail
+
+    recipe, _ = load_recipe(path)
+    branch = recipe.net.airlight
+    if branch is None:
+        raise SystemExit(f"{path} has no airlight branch (not a physics-output model)")
+    size = branch.size
+    thumbs = [thumbnail(torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255, size)[0] for im in images]
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    def batch():
+        xs, airs = [], []
+        for _ in range(batch_size):
+            th = thumbs[rng.integers(len(thumbs))]
+            _, h, w = th.shape
+            # haze over the whole photo (the validation set's generator, with its shape varied), then a crop
+            p = synth.random_haze_params(rng)
+            d = synth.random_depth((h, w), rng=rng, ramp=rng.uniform(0.4, 0.9), smoothness=rng.uniform(0.1, 0.3))
+            t = torch.from_numpy(np.exp(-p["beta"] * d)).float()[None]
+            a = torch.tensor(p["airlight"], dtype=torch.float32)
+            y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+            hz = (th * t + a[:, None, None] * (1 - t)).clamp(0, 1)[:, y:y + size, x:x + size]
+            xs.append(hz.flip(-1) if rng.random() < 0.5 else hz)
+            airs.append(a)
+        return torch.stack(xs), torch.stack(airs)
+
+    opt = torch.optim.Adam(branch.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    branch.train()
+    started, running = time.perf_counter(), []
+    for step in range(1, steps + 1):
+        x, a = batch()
+        loss = F.l1_loss(branch(x), a)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(loss.item())
+        if step % 250 == 0 or step == steps:
+            print(json.dumps({"airlight_step": step, "minutes": round((time.perf_counter() - started) / 60, 2),
+                              "airlight": round(float(np.mean(running)), 4)}), flush=True)
+            running.clear()
+    payload = read_checkpoint(path)
+    net_state = dict(payload["networks"]["net"])
+    for k, v in branch.state_dict().items():
+        net_state[f"airlight.{k}"] = v.detach().clone()
+    payload["networks"] = {**payload["networks"], "net": net_state}
+    meta = json.loads(payload.get("metadata", "{}") or "{}")
+    meta["airlight_stage"] = {"steps": steps, "lr": lr, "batch_size": batch_size, "seed": seed,
+                              "command": " ".join(sys.argv)}
+    payload["metadata"] = json.dumps(meta)
+    save_checkpoint(path, payload)
+    print(f"airlight branch trained in {(time.perf_counter() - started) / 60:.1f} min -> {path}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--output", default="runs/dehaze_default.pt")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--zoom", default="0.25,1",
+                    help="crop zoom range: a crop covers crop/zoom px, so zoomed-out crops look like whole photos")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--cr-weight", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
@@ -57,14 +130,20 @@ def main(argv=None) -> int:
     ap.add_argument("--clean", type=Path, default=CLEAN)
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--export", type=Path, help="copy the weights of this checkpoint into the package")
+    ap.add_argument("--airlight-stage", type=Path, metavar="CKPT",
+                    help="stage 2: train this checkpoint's airlight branch on whole-photo thumbnails (--steps)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
         export_model(args.export, DEFAULT_WEIGHTS)
         print(f"exported {args.export} -> {DEFAULT_WEIGHTS} ({DEFAULT_WEIGHTS.stat().st_size / 1e6:.2f} MB)")
         return 0
+    if args.airlight_stage:
+        train_airlight(args.airlight_stage, training_images(args.clean), args.steps, seed=args.seed)
+        return 0
+    zoom = tuple(float(v) for v in args.zoom.split(","))
     crops = RandomCrops({"clear": training_images(args.clean)}, crop=args.crop,
-                        batch_size=args.batch_size, seed=args.seed)
+                        batch_size=args.batch_size, seed=args.seed, zoom=zoom)
     if args.resume:
         trainer = Trainer.resume(args.resume, crops, steps=args.steps)
     else:

@@ -142,18 +142,55 @@ def test_local_mean_is_a_box_filter():
     assert float(y[0, 0, 0, 0]) == pytest.approx(float(x[0, 0, :2, :2].mean()))
 
 
-def test_engine_tiles_the_fast_net_without_visible_seams():
+@pytest.mark.parametrize("name", ["fast", "physics"])
+def test_engine_tiles_the_fast_net_without_visible_seams(name):
     from napari_nlcl.inference import predict
 
     torch.manual_seed(0)
-    net = AECRNet(preset("fast", channels=(8, 8, 16, 16), blocks=2))
+    net = AECRNet(preset(name, channels=(8, 8, 16, 16), blocks=2))
     with torch.no_grad():
         net.tail[1].weight.normal_(0, 0.05)  # a non-trivial (random) correction
     img = np.random.default_rng(0).random((300, 360, 3)).astype(np.float32)
+    img[:80] = 0.4 + 0.6 * img[:80]  # a bright top: the airlight branch has something to find
     whole = predict(img, net, device="cpu", tile=1024)
-    tiled = predict(img, net, device="cpu", tile=224)
-    # documented tolerance: the attention window reaches past the halo, everything else is exact
+    tiled = predict(img, net, device="cpu", tile=256)
+    assert np.abs(whole - img).max() > 0.05  # the net does change the image
+    # documented tolerance: the attention window reaches past the halo, everything else is exact;
+    # the physics output's airlight is estimated once on the whole plane and given to every tile
     assert np.abs(whole - tiled).max() < 2e-3
+
+
+@pytest.mark.parametrize("coarse_t", [True, False])
+def test_physics_output_inverts_the_scattering_model(coarse_t):
+    net = AECRNet(preset("physics", channels=(8, 8, 16, 16), blocks=1, coarse_t=coarse_t)).eval()
+    with torch.no_grad():
+        net.tail[1].bias.fill_(0.0)  # weights are zero at init: t = sigmoid(0) = 0.5 everywhere
+    x = torch.rand(2, 3, 64, 48) * 0.5 + 0.4
+    a = torch.tensor([[0.8, 0.85, 0.9], [0.7, 0.7, 0.75]])
+    j, t, a_out = net.decompose(x, airlight=a)
+    torch.testing.assert_close(t, torch.full((2, 1, 64, 48), 0.5))
+    torch.testing.assert_close(a_out, a)
+    expected = ((x - a[:, :, None, None]) / 0.5 + a[:, :, None, None]).clamp(0, 1)
+    torch.testing.assert_close(j, expected)
+    torch.testing.assert_close(net(x, airlight=a[:, :, None, None]), expected)  # (B, C, 1, 1) too
+    # without a given airlight the branch estimates one from the image, within (0, 1]
+    _, _, est = net.decompose(x)
+    assert est.shape == (2, 3) and bool(((est > 0) & (est <= 1)).all())
+    assert AECRNet(preset("physics")).estimate_globals(x)["airlight"].shape == (2, 3)
+    assert AECRNet(preset("fast")).estimate_globals(x) == {}
+
+
+def test_airlight_prior_finds_the_haze_colour():
+    from skimage import data
+
+    from napari_nlcl.methods.aecr import AirlightNet
+
+    clear = data.astronaut().astype(np.float32) / 255
+    depth = synth.random_depth(clear.shape, rng=0, sky_fraction=0.2)
+    hazy, _ = synth.add_haze(clear, beta=3.0, airlight=(0.75, 0.8, 0.9), depth=depth)
+    x = torch.from_numpy(hazy).permute(2, 0, 1)[None]
+    est = AirlightNet(3)(x)[0]  # untrained: the dark-channel prior on the thumbnail
+    np.testing.assert_allclose(est.detach().numpy(), [0.75, 0.8, 0.9], atol=0.03)
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -175,9 +212,10 @@ def test_synthetic_mode_lowers_the_loss():
                        "cr_warmup": 5, "encoder": "tiny"},
     )
     hist = tr.fit()
-    first = np.mean([e.losses["l1"] for e in hist[:8]])
-    last = np.mean([e.losses["l1"] for e in hist[-8:]])
-    assert last < 0.8 * first
+    for term, factor in (("total", 0.8), ("t", 0.8), ("airlight", 0.9), ("l1", 0.95)):
+        first = np.mean([e.losses[term] for e in hist[:8]])  # the physics output also learns t and A
+        last = np.mean([e.losses[term] for e in hist[-8:]])
+        assert last < factor * first, term
     assert "cr" in hist[-1].losses
 
 
@@ -190,8 +228,12 @@ def test_synthetic_haze_follows_the_scattering_model():
     # I = J t + A (1 - t) with t < 1 pulls every pixel towards the bright airlight
     dark = clear < 0.3
     assert float(hazy[dark].mean()) > float(clear[dark].mean()) + 0.1
-    again = synthesize_haze(clear, torch.Generator().manual_seed(0))
+    again, t, a = synthesize_haze(clear, torch.Generator().manual_seed(0), return_parts=True)
     torch.testing.assert_close(hazy, again)
+    assert t.shape == (3, 1, 40, 40) and a.shape == (3, 3)
+    assert bool(((t > 0) & (t <= 1)).all()) and bool(((a >= 0.67) & (a <= 1)).all())
+    model = (clear * t + a[:, :, None, None] * (1 - t)).clamp(0, 1)
+    torch.testing.assert_close(hazy, model)
 
 
 def test_plan_data_picks_the_mode():

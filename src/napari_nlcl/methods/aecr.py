@@ -11,8 +11,21 @@ Layout (the paper's, generalised to any number of scales)::
 * **DCN**: a modulated deformable 3x3 convolution (:mod:`napari_nlcl.ops`).
 * **Adaptive mixup**: ``sigmoid(w) * skip + (1 - sigmoid(w)) * up`` with one
   learned scalar ``w`` per skip, so the mixing weight stays in (0, 1).
-* The output is the input plus a predicted correction, in [0, 1]; the released
-  code ends in a Tanh although its targets lie in [0, 1], which we do not copy.
+* Output, two kinds (``AECRConfig.output``):
+
+  - ``"residual"``: the input plus a predicted correction, in [0, 1]; the
+    released code ends in a Tanh although its targets lie in [0, 1], which we
+    do not copy.
+  - ``"physics"`` (the shipped default's): the network predicts the
+    transmission ``t`` (one channel, a sigmoid) from the input divided by the
+    airlight and its dark channels (the Dark Channel Prior's cue: per pixel
+    and over ``dark_patch`` px), a small global branch (:class:`AirlightNet`) predicts the
+    airlight ``A`` from a thumbnail of the whole image, and the output inverts
+    the scattering model, ``J = (I - A) / max(t, t_min) + A``.  Synthetic
+    training supervises ``t`` and ``A`` too.  A local network cannot tell
+    haze from a grey object; the airlight is a whole-image quantity, which
+    the engine estimates once per plane (:meth:`AECRNet.estimate_globals`)
+    and gives to every tile.
 
 Two deliberate choices, both configurable:
 
@@ -22,13 +35,14 @@ Two deliberate choices, both configurable:
   images) that it never saw in training, and tiles of a large image disagree;
   a local window removes both problems.  ``pool=0`` gives the paper's global
   average.
-* Presets: ``"paper"`` is the published configuration (64-128-256 channels,
-  one FA block shared six times, one DCN shared twice, global pooling: 2.6 M
-  parameters, about 1 TFLOP per megapixel); ``"fast"`` (the shipped default)
-  has 16-32-64-64 channels, three down-samplings and four unshared FA blocks
-  at 1/8 resolution, and meets the 2 s per 1024x1024 image target on two CPU
-  cores.  Parameters and GFLOP per megapixel of both are in the README
-  (``python benchmarks/bench_dehaze.py``).
+* Presets: ``"fast"`` has 16-32-64-64 channels, three down-samplings and
+  four unshared FA blocks at 1/8 resolution, and meets the 2 s per 1024x1024
+  image target on two CPU cores; ``"physics"`` (the shipped default) is the
+  same network with the physics output; ``"paper"`` is the published
+  configuration (64-128-256 channels, one FA block shared six times, one DCN
+  shared twice, global pooling: 2.6 M parameters, about 1 TFLOP per
+  megapixel).  Parameters and GFLOP per megapixel are in the README
+  (``python benchmarks/bench_dehaze.py --speed``).
 """
 
 from __future__ import annotations
@@ -61,6 +75,19 @@ class AECRConfig:
     in_channels: int = 3
     head_kernel: int = 7
     upsample: str = "bilinear"  # "transpose": the paper's 3x3 stride-2 transposed convs
+    # "residual": output = input + correction; "physics": the net predicts the
+    # transmission t and a global branch the airlight A, J = (I - A) / t + A
+    output: str = "residual"
+    t_min: float = 0.05  # floor of the predicted transmission ("physics")
+    dark_patch: int = 15  # "physics": the net also sees the dark channel of I / A over this window
+    # "physics": predict t at the bottleneck (1/2^(scales-1) resolution) and resize it bilinearly
+    # (a smooth transmission, like the depth it comes from) instead of through the decoder
+    coarse_t: bool = False
+    airlight_size: int = 64  # short side of the thumbnail the airlight branch sees
+    # "physics": refine t with a guided filter of this radius (0: off), guided by the input's grey
+    # image, so that t can follow depth edges (a building against the sky) instead of haloing them
+    refine: int = 0
+    refine_eps: float = 1e-3
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -75,12 +102,25 @@ class AECRConfig:
             raise ValueError("head_kernel must be odd")
         if self.upsample not in ("bilinear", "transpose"):
             raise ValueError(f"upsample must be 'bilinear' or 'transpose', got {self.upsample!r}")
+        if self.output not in ("residual", "physics"):
+            raise ValueError(f"output must be 'residual' or 'physics', got {self.output!r}")
+        if not 0.0 < float(self.t_min) < 1.0:
+            raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
+        if int(self.dark_patch) < 1 or int(self.dark_patch) % 2 == 0:
+            raise ValueError(f"dark_patch must be an odd number of pixels >= 1, got {self.dark_patch}")
+        if int(self.airlight_size) < 16:
+            raise ValueError(f"airlight_size must be >= 16 px, got {self.airlight_size}")
+        if int(self.refine) < 0:
+            raise ValueError(f"refine must be a radius >= 0 px (0: off), got {self.refine}")
+        if not float(self.refine_eps) > 0:
+            raise ValueError(f"refine_eps must be > 0, got {self.refine_eps}")
 
 
 PRESETS: dict[str, AECRConfig] = {
     "paper": AECRConfig(channels=(64, 128, 256), blocks=6, share_blocks=True, dcn=2,
                         share_dcn=True, pool=0, upsample="transpose"),
     "fast": AECRConfig(),
+    "physics": AECRConfig(output="physics", coarse_t=True, refine=16),
 }
 
 
@@ -166,6 +206,62 @@ def _up(cin: int, cout: int, mode: str) -> nn.Module:
                          nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
 
 
+def thumbnail(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-downsampled copy whose short side is ``size`` px (unchanged if already smaller)."""
+    h, w = x.shape[-2:]
+    s = size / min(h, w)
+    if s >= 1.0:
+        return x
+    return F.adaptive_avg_pool2d(x, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+class AirlightNet(nn.Module):
+    """Global atmospheric light ``A`` (B, C) from a thumbnail of the whole image.
+
+    The Dark Channel Prior's estimate (mean colour of the haziest 0.5 % of
+    the thumbnail) is the starting point; a small CNN with global mean and
+    max pooling, fed also with the image's mean and brightest colours, learns
+    a bounded correction (``+-0.5``; zero at initialisation).  Whole-image
+    statistics are what tell airlight apart from a bright object, which is why
+    the engine calls :meth:`AECRNet.estimate_globals` on the whole plane and
+    gives the result to every tile.
+    """
+
+    def __init__(self, channels: int, size: int = 64, width: int = 32):
+        super().__init__()
+        self.size = int(size)
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, width, 3, padding=1), nn.ReLU(inplace=True),
+        )
+        self.fc = nn.Sequential(nn.Linear(2 * width + 3 * channels, 64), nn.ReLU(inplace=True),
+                                nn.Linear(64, channels))
+        nn.init.zeros_(self.fc[2].weight)
+        nn.init.zeros_(self.fc[2].bias)
+
+    @staticmethod
+    def prior(x: torch.Tensor, top: float = 0.005) -> torch.Tensor:
+        """Mean colour of the ``top`` fraction of pixels with the brightest 3x3 dark channel."""
+        b, c, h, w = x.shape
+        dark = -F.max_pool2d(-x.amin(1, keepdim=True), 3, stride=1, padding=1)
+        n = max(1, int(top * h * w))
+        idx = dark.reshape(b, h * w).topk(n, dim=1).indices
+        return x.reshape(b, c, h * w).gather(2, idx[:, None, :].expand(b, c, n)).mean(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        th = thumbnail(x, self.size)
+        prior = self.prior(th)
+        f = self.features(th)
+        stats = torch.cat([f.mean((2, 3)), f.amax((2, 3)), prior, th.mean((2, 3)), th.amax((2, 3))], 1)
+        return (prior + 0.5 * torch.tanh(self.fc(stats))).clamp(0.05, 1.0)
+
+    def flops(self, channels: int) -> float:
+        """FLOPs for one thumbnail of ``size`` x ``size`` px (a constant per image)."""
+        a = self.size * self.size
+        return 2 * 9 * (channels * 16 * a / 4 + 16 * 32 * a / 16 + 32 * self.features[4].out_channels * a / 16)
+
+
 class AECRNet(nn.Module):
     """Compact dehazing autoencoder; input and output in [0, 1], ``(B, C, H, W)``."""
 
@@ -175,7 +271,8 @@ class AECRNet(nn.Module):
         self.config = cfg
         ch = cfg.channels
         k = cfg.head_kernel
-        self.head = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cfg.in_channels, ch[0], k),
+        extra = 2 if cfg.output == "physics" else 0  # the dark channels of I / A (1 px and dark_patch)
+        self.head = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(cfg.in_channels + extra, ch[0], k),
                                   nn.ReLU(inplace=True))
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU(inplace=True))
@@ -186,13 +283,22 @@ class AECRNet(nn.Module):
         self.fa = nn.ModuleList(FABlock(c, cfg.pool) for _ in range(n_fa if cfg.blocks else 0))
         n_dcn = 1 if cfg.share_dcn else cfg.dcn
         self.dcn = nn.ModuleList(DeformConv2d(c, c, 3, padding=1) for _ in range(n_dcn if cfg.dcn else 0))
-        self.up = nn.ModuleList(_up(b, a, cfg.upsample) for a, b in zip(ch[:-1], ch[1:]))
+        self.coarse = cfg.output == "physics" and cfg.coarse_t
+        self.up = nn.ModuleList(() if self.coarse else (_up(b, a, cfg.upsample) for a, b in zip(ch[:-1], ch[1:])))
         # the paper initialises the two mixing weights at -1 (deep) and -0.6 (shallow)
         inits = [-1.0 + 0.4 * i / max(len(ch) - 2, 1) for i in range(len(ch) - 1)][::-1]
-        self.mix = nn.ModuleList(Mixup(v) for v in inits)
-        self.tail = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(ch[0], cfg.in_channels, k))
-        nn.init.zeros_(self.tail[1].weight)  # start as the identity: no correction
+        self.mix = nn.ModuleList(() if self.coarse else (Mixup(v) for v in inits))
+        physics = cfg.output == "physics"
+        if self.coarse:
+            self.tail = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(ch[-1], 1, 3))
+        else:
+            self.tail = nn.Sequential(nn.ReflectionPad2d(k // 2),
+                                      nn.Conv2d(ch[0], 1 if physics else cfg.in_channels, k))
+        nn.init.zeros_(self.tail[1].weight)  # residual: start as the identity (no correction)
         nn.init.zeros_(self.tail[1].bias)
+        if physics:
+            nn.init.constant_(self.tail[1].bias, 2.0)  # t = sigmoid(2) = 0.88: a little haze removed
+        self.airlight = AirlightNet(cfg.in_channels, cfg.airlight_size) if physics else None
         scales = 2 ** (len(ch) - 1)
         self.info = ModelInfo(
             task="dehaze", name=name, in_channels=cfg.in_channels, out_channels=cfg.in_channels,
@@ -215,10 +321,16 @@ class AECRNet(nn.Module):
             rf += 2 * jump
             jump *= 2
         rf += jump * 2 * (2 * cfg.blocks + cfg.dcn)  # 3x3 convs at the bottleneck
+        dark = cfg.dark_patch - 1 if cfg.output == "physics" else 0  # the dark-channel input's window
+        if cfg.output == "physics":
+            dark += 4 * int(cfg.refine)  # the guided filter: two box filters of radius r in a row
+        if cfg.output == "physics" and cfg.coarse_t:
+            # 3x3 head at the bottleneck, then a bilinear resize (one coarse pixel either side)
+            return int(rf + 2 * jump + 2 * jump + dark)
         for _ in cfg.channels[1:]:
             jump //= 2
             rf += 2 * jump
-        return int(rf + k - 1)
+        return int(rf + k - 1 + dark)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -232,24 +344,65 @@ class AECRNet(nn.Module):
             h = F.relu(self.dcn[0 if self.config.share_dcn else i](h))
         for up, mix, skip in zip(reversed(self.up), reversed(self.mix), reversed(skips)):
             h = mix(skip, up(h))
-        return h
+        return h  # at the bottleneck's resolution when there is no decoder (coarse_t)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x + self.tail(self.features(x))
-        return out if self.training else out.clamp(0.0, 1.0)
+    def estimate_globals(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"airlight": (B, C)}`` from the whole plane (the engine gives it to every tile)."""
+        if self.airlight is None:
+            return {}
+        return {"airlight": self.airlight(x)}
+
+    def forward(self, x: torch.Tensor, airlight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decompose(x, airlight)[0]
+
+    def decompose(self, x: torch.Tensor, airlight: torch.Tensor | None = None):
+        """``(J, t, A)``: the dehazed image, and for the physics output the transmission
+        ``(B, 1, H, W)`` and airlight ``(B, C)`` (``None`` for the residual output).
+
+        ``airlight`` (``(B, C)`` or ``(B, C, 1, 1)``) overrides the airlight branch,
+        which otherwise looks at ``x`` itself.
+        """
+        if self.airlight is None:
+            out = x + self.tail(self.features(x))
+            return (out if self.training else out.clamp(0.0, 1.0)), None, None
+        a = self.airlight(x) if airlight is None else airlight.reshape(x.shape[0], x.shape[1])
+        a4 = a[:, :, None, None].to(x.dtype)
+        xa = (x / a4).clamp(0.0, 2.0)
+        d1 = xa.amin(1, keepdim=True)
+        p = self.config.dark_patch
+        dp = -F.max_pool2d(F.pad(-d1, (p // 2,) * 4, mode="replicate"), p, stride=1) if p > 1 else d1
+        logit = self.tail(self.features(torch.cat([xa, d1, dp], 1)))
+        if self.coarse:
+            logit = F.interpolate(logit, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        t = torch.sigmoid(logit)
+        if self.config.refine:
+            from .dcp import guided_filter
+
+            t = guided_filter(x.mean(1, keepdim=True), t, int(self.config.refine),
+                              float(self.config.refine_eps)).clamp(0.0, 1.0)
+        out = (x - a4) / t.clamp(min=self.config.t_min) + a4
+        return (out if self.training else out.clamp(0.0, 1.0)), t, a
 
     def flops_per_pixel(self) -> float:
         """Multiply-adds x 2 per input pixel, counted from the layers (GFLOP/MP = this / 1e3)."""
         cfg = self.config
         total = 0.0
         k = cfg.head_kernel
-        total += 2 * cfg.in_channels * cfg.channels[0] * k * k * 2  # head + tail
+        physics = cfg.output == "physics"
+        coarse = physics and cfg.coarse_t
+        out_ch = 0 if coarse else 1 if physics else cfg.in_channels
+        total += 2 * (cfg.in_channels + 2 * physics + out_ch) * cfg.channels[0] * k * k  # head + tail
         area = 1.0
         for a, b in zip(cfg.channels[:-1], cfg.channels[1:]):
             total += 2 * a * b * 9 * area / 4  # stride-2 down conv (output at 1/4 the pixels)
             # up: a transposed conv computes at the low resolution, resize-conv at the high one
-            total += 2 * a * b * 9 * (area / 4 if cfg.upsample == "transpose" else area)
+            if not coarse:
+                total += 2 * a * b * 9 * (area / 4 if cfg.upsample == "transpose" else area)
             area /= 4
+        if coarse:
+            total += 2 * cfg.channels[-1] * 9 * area  # the 3x3 transmission head at the bottleneck
+        if physics and cfg.refine:
+            total += 60  # guided filter: six box filters (running sums) and a few products per pixel
         c = cfg.channels[-1]
         hidden = max(c // 8, 4)
         fa = 2 * (2 * c * c * 9) + 2 * (2 * c * hidden) + 2 * (2 * c * hidden) + 2 * c * 2
@@ -278,5 +431,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["AECRConfig", "AECRNet", "PRESETS", "preset", "build", "default_model", "DEFAULT_WEIGHTS",
+__all__ = ["AECRConfig", "AECRNet", "AirlightNet", "thumbnail", "PRESETS", "preset", "build", "default_model", "DEFAULT_WEIGHTS",
            "local_mean", "Mixup", "FABlock", "count_parameters"]

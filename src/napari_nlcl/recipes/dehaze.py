@@ -55,7 +55,7 @@ class DehazeConfig:
     """Network and loss settings of the dehaze recipe (``-S key=value`` on the CLI)."""
 
     mode: str = "synthetic"
-    preset: str = "fast"
+    preset: str = "physics"
     net: dict = field(default_factory=dict)  # overrides of the preset (AECRConfig fields)
     cr_weight: float = 0.1
     cr_normalize: bool = True
@@ -67,6 +67,11 @@ class DehazeConfig:
     dark_weight: float = 0.05
     dark_patch: int = 15
     tv_weight: float = 0.0
+    # physics output, synthetic haze: supervise the transmission and airlight too
+    t_weight: float = 1.0
+    airlight_weight: float = 1.0
+    airlight_noise: float = 0.04  # the t-net trains with the true airlight plus this much noise
+    airlight_repeats: int = 4  # hazes per crop for the airlight branch (cheap: it sees thumbnails)
     # synthetic haze
     beta_range: tuple = (0.5, 2.5)
     airlight_range: tuple = (0.7, 1.0)
@@ -76,7 +81,10 @@ class DehazeConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
-        for name in ("cr_weight", "anchor_weight", "dark_weight", "tv_weight"):
+        if int(self.airlight_repeats) < 1:
+            raise ValueError(f"airlight_repeats must be >= 1, got {self.airlight_repeats}")
+        for name in ("cr_weight", "anchor_weight", "dark_weight", "tv_weight", "t_weight", "airlight_weight",
+                     "airlight_noise"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -89,8 +97,11 @@ SOURCES = {"synthetic": ("clear",), "paired": ("hazy", "clear"), "unsupervised":
 
 
 def synthesize_haze(clear: torch.Tensor, generator: torch.Generator, *,
-                    beta_range=(0.5, 2.5), airlight_range=(0.7, 1.0)) -> torch.Tensor:
-    """Hazy versions of a batch of clear crops ``(B, C, H, W)`` in [0, 1] (seeded by ``generator``)."""
+                    beta_range=(0.5, 2.5), airlight_range=(0.7, 1.0), return_parts: bool = False):
+    """Hazy versions of a batch of clear crops ``(B, C, H, W)`` in [0, 1] (seeded by ``generator``).
+
+    With ``return_parts`` also the transmission ``(B, 1, H, W)`` and airlight ``(B, C)``.
+    """
     b, c, h, w = clear.shape
     dev = clear.device
 
@@ -101,19 +112,29 @@ def synthesize_haze(clear: torch.Tensor, generator: torch.Generator, *,
     level = u(*airlight_range, b, 1, 1, 1)
     tint = u(-0.03, 0.03, b, c, 1, 1) if c > 1 else torch.zeros(b, 1, 1, 1, device=dev)
     airlight = (level + tint).clamp(0.0, 1.0)
-    # depth: a ramp (top of the crop farther) plus a smooth random field
-    top = u(0.4, 1.0, b, 1, 1, 1)
-    bottom = top * u(0.0, 1.0, b, 1, 1, 1)
-    ramp = top + (bottom - top) * torch.linspace(0, 1, h, device=dev).view(1, 1, h, 1)
-    coarse = torch.randn((b, 1, 4, 4), generator=generator).to(dev)
-    field_ = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    # depth as in a whole photo (``synth.random_depth``): a vertical ramp, far at the top, plus
+    # a smooth random field.  The crop is a window of a taller virtual photo: ``share`` of its
+    # height, starting at ``pos``.  Hazing each crop as if it were the whole photo instead puts a
+    # full far-to-near ramp inside 128 px, which photos do not have; a network trained that way
+    # learnt it (it got worse on whole validation photos as its training loss fell).
+    share = torch.exp(u(math.log(1 / 6), 0.0, b, 1, 1, 1))
+    pos = u(0.0, 1.0, b, 1, 1, 1) * (1 - share)
+    rows = pos + share * torch.linspace(0, 1, h, device=dev).view(1, 1, h, 1)
+    vertical = 1.0 - rows
+    n = 2 + int(torch.randint(0, 3, (1,), generator=generator))  # 2-4 coarse nodes: smooth at this scale
+    coarse = torch.randn((b, 1, n, n), generator=generator).to(dev)
+    field_ = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
     lo = field_.amin((2, 3), keepdim=True)
     hi = field_.amax((2, 3), keepdim=True)
-    field_ = (field_ - lo) / (hi - lo + 1e-6)
-    mix = u(0.5, 0.9, b, 1, 1, 1)
-    depth = mix * ramp + (1 - mix) * field_
+    span = (share * 2).clamp(max=1.0) * u(0.5, 1.0, b, 1, 1, 1)  # a small window sees part of the range
+    field_ = u(0.0, 1.0, b, 1, 1, 1) * (1 - span) + span * (field_ - lo) / (hi - lo + 1e-6)
+    ramp = u(0.4, 0.9, b, 1, 1, 1)
+    depth = ramp * vertical + (1 - ramp) * field_
     t = torch.exp(-beta * depth)
-    return (clear * t + airlight * (1 - t)).clamp(0.0, 1.0)
+    hazy = (clear * t + airlight * (1 - t)).clamp(0.0, 1.0)
+    if return_parts:
+        return hazy, t, airlight.expand(b, c, 1, 1)[:, :, 0, 0]
+    return hazy
 
 
 def dark_channel(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -200,18 +221,41 @@ class DehazeRecipe(Recipe):
     # one step ---------------------------------------------------------------------
     def training_step(self, batch, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
+        t_true = a_true = None
         if cfg.mode == "synthetic":
             clear = batch["clear"]
-            hazy = synthesize_haze(clear, self.generator, beta_range=cfg.beta_range,
-                                   airlight_range=cfg.airlight_range)
+            hazy, t_true, a_true = synthesize_haze(clear, self.generator, beta_range=cfg.beta_range,
+                                                   airlight_range=cfg.airlight_range, return_parts=True)
         elif cfg.mode == "paired":
             clear, hazy = batch["clear"], batch["hazy"]
         else:
             return self._unsupervised_step(batch["hazy"], step)
-        out = self.net(hazy)
+        physics = self.net.airlight is not None and t_true is not None
+        if physics:
+            # the known haze parameters supervise both parts: the transmission network works
+            # from the true airlight plus noise (the branch's error at inference), and the
+            # airlight branch learns on its own from several hazes of the same crops
+            noise = torch.randn(a_true.shape, generator=self.generator).to(a_true) * cfg.airlight_noise
+            out, t, _ = self.net.decompose(hazy, airlight=(a_true + noise).clamp(0.05, 1.0))
+        else:
+            out, t, _ = self.net.decompose(hazy)
         l1 = F.l1_loss(out, clear)
         losses = {"l1": l1.detach()}
         loss = l1
+        if physics and cfg.t_weight:
+            lt = F.l1_loss(t, t_true)
+            loss = loss + cfg.t_weight * lt
+            losses["t"] = lt.detach()
+        if physics and cfg.airlight_weight:
+            hz, a_all = [hazy], [a_true]
+            for _ in range(max(cfg.airlight_repeats, 1) - 1):
+                h2, _, a2 = synthesize_haze(clear, self.generator, beta_range=cfg.beta_range,
+                                            airlight_range=cfg.airlight_range, return_parts=True)
+                hz.append(h2)
+                a_all.append(a2)
+            la = F.l1_loss(self.net.airlight(torch.cat(hz)), torch.cat(a_all))
+            loss = loss + cfg.airlight_weight * la
+            losses["airlight"] = la.detach()
         w = cr_warmup_weight(step, cfg.cr_warmup, cfg.cr_weight) if cfg.cr_weight else 0.0
         if w > 0:
             cr = self.cr(out, clear, hazy)
