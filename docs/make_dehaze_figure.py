@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         net = napari_nlcl.dehaze(hazy, method=args.model, device="cpu")
         rows.append((hazy, dcp, net))
         print(p.name)
-    name = "default model (AECR-Net fast)" if args.model == "default" else Path(args.model).name
+    name = "default model (AECR-Net physics)" if args.model == "default" else Path(args.model).name
     save_png(grid(rows, ("hazy input", "Dark Channel Prior", name)), args.out)
     return 0
 

@@ -1,4 +1,4 @@
-"""Train the shipped default dehazer (AECR-Net "fast" preset) on synthetic haze.
+"""Train the shipped default dehazer (AECR-Net "physics" preset) on synthetic haze.
 
 Clear photos: every folder of ``../shared/data/clean`` except ``kodak``, which
 is held out as the validation set (``benchmarks/bench_dehaze.py``).  Haze is
@@ -51,10 +51,14 @@ def training_images(root: Path) -> list[np.ndarray]:
 
 def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: float = 1e-3,
                    batch_size: int = 32, seed: int = 0) -> None:
-    """Stage 2: the airlight branch alone, on 64-px views of whole hazed photos."""
-    import time
+    """Stage 2: the airlight branch alone, on 64-px views of whole hazed photos.
 
-    import torch.nn.functional as F
+    The loss is the airlight's L1 error weighted per image by the mean of
+    ``1/t - 1``, the factor by which an airlight error moves the dehazed
+    pixels (``J = (I - A)/t + A``): light haze barely shows its airlight and
+    barely needs it, dense haze shows it and needs it.
+    """
+    import time
 
     from napari_nlcl import synth
     from napari_nlcl.engine import load_recipe, read_checkpoint, save_checkpoint
@@ -70,7 +74,7 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     torch.manual_seed(seed)
 
     def batch():
-        xs, airs = [], []
+        xs, airs, weights = [], [], []
         for _ in range(batch_size):
             th = thumbs[rng.integers(len(thumbs))]
             _, h, w = th.shape
@@ -83,15 +87,17 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
             hz = (th * t + a[:, None, None] * (1 - t)).clamp(0, 1)[:, y:y + size, x:x + size]
             xs.append(hz.flip(-1) if rng.random() < 0.5 else hz)
             airs.append(a)
-        return torch.stack(xs), torch.stack(airs)
+            # an airlight error e moves the dehazed pixel by e * (1/t - 1): weigh each image by that
+            weights.append((1.0 / t[:, y:y + size, x:x + size].clamp(min=0.05) - 1.0).mean())
+        return torch.stack(xs), torch.stack(airs), torch.stack(weights)
 
     opt = torch.optim.Adam(branch.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     branch.train()
     started, running = time.perf_counter(), []
     for step in range(1, steps + 1):
-        x, a = batch()
-        loss = F.l1_loss(branch(x), a)
+        x, a, w = batch()
+        loss = ((branch(x) - a).abs().mean(1) * w).sum() / w.sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

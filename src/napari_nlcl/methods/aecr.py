@@ -374,14 +374,24 @@ class AECRNet(nn.Module):
         logit = self.tail(self.features(torch.cat([xa, d1, dp], 1)))
         if self.coarse:
             logit = F.interpolate(logit, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        t = torch.sigmoid(logit)
-        if self.config.refine:
-            from .dcp import guided_filter
-
-            t = guided_filter(x.mean(1, keepdim=True), t, int(self.config.refine),
-                              float(self.config.refine_eps)).clamp(0.0, 1.0)
+        t = self.refine_transmission(x, torch.sigmoid(logit))
         out = (x - a4) / t.clamp(min=self.config.t_min) + a4
         return (out if self.training else out.clamp(0.0, 1.0)), t, a
+
+    def refine_transmission(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Guided-filter ``t`` (``config.refine`` px, guided by the grey input), or return it as is.
+
+        A transmission predicted at low resolution blurs across depth edges,
+        which prints halos around the near object; the guided filter lets it
+        follow the edges of the image where the image has them and leaves it
+        smooth where it has none.
+        """
+        if not self.config.refine:
+            return t
+        from .dcp import guided_filter
+
+        return guided_filter(x.mean(1, keepdim=True), t, int(self.config.refine),
+                             float(self.config.refine_eps)).clamp(0.0, 1.0)
 
     def flops_per_pixel(self) -> float:
         """Multiply-adds x 2 per input pixel, counted from the layers (GFLOP/MP = this / 1e3)."""
@@ -424,7 +434,7 @@ def default_model(**_ignored: Any) -> AECRNet:
     """The shipped default dehazer (trained by this project; see the README)."""
     from ..engine import load_shipped_model
 
-    return load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net fast)", what="dehazing")
+    return load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net physics)", what="dehazing")
 
 
 def count_parameters(model: nn.Module) -> int:
