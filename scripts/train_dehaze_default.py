@@ -32,6 +32,7 @@ from napari_nlcl.data import RandomCrops
 from napari_nlcl.engine import TrainConfig, Trainer, export_model
 from napari_nlcl.io import _imread, list_images
 from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS
+from napari_nlcl.methods.registry import DEHAZE_T_MIN
 
 CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean"
 VALIDATION = ("kodak",)
@@ -120,6 +121,25 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     print(f"airlight branch trained in {(time.perf_counter() - started) / 60:.1f} min -> {path}", flush=True)
 
 
+def export_default(src: Path, t_min: float) -> None:
+    """Weights-only copy into the package, with the inference floor of the transmission stored.
+
+    Training uses a low floor (``AECRConfig.t_min``, 0.05) so that dense synthetic
+    haze is learnt; the shipped model stores the floor chosen for inference
+    (``registry.DEHAZE_T_MIN``, see the README), which changes no weight.
+    """
+    from napari_nlcl.engine import read_checkpoint, save_checkpoint
+
+    export_model(src, DEFAULT_WEIGHTS)
+    payload = read_checkpoint(DEFAULT_WEIGHTS)
+    config = json.loads(payload["config"])
+    net = config["recipe"].setdefault("net", {})
+    if config["recipe"].get("preset") == "physics" or net.get("output") == "physics":
+        net["t_min"] = float(t_min)
+    payload["config"] = json.dumps(config)
+    save_checkpoint(DEFAULT_WEIGHTS, payload)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--output", default="runs/dehaze_default.pt")
@@ -136,13 +156,16 @@ def main(argv=None) -> int:
     ap.add_argument("--clean", type=Path, default=CLEAN)
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--export", type=Path, help="copy the weights of this checkpoint into the package")
+    ap.add_argument("--t-min", type=float, default=DEHAZE_T_MIN,
+                    help="transmission floor stored in the exported model (default: %(default)s)")
     ap.add_argument("--airlight-stage", type=Path, metavar="CKPT",
                     help="stage 2: train this checkpoint's airlight branch on whole-photo thumbnails (--steps)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
-        export_model(args.export, DEFAULT_WEIGHTS)
-        print(f"exported {args.export} -> {DEFAULT_WEIGHTS} ({DEFAULT_WEIGHTS.stat().st_size / 1e6:.2f} MB)")
+        export_default(args.export, args.t_min)
+        print(f"exported {args.export} -> {DEFAULT_WEIGHTS} ({DEFAULT_WEIGHTS.stat().st_size / 1e6:.2f} MB), "
+              f"t_min {args.t_min}")
         return 0
     if args.airlight_stage:
         train_airlight(args.airlight_stage, training_images(args.clean), args.steps, seed=args.seed)

@@ -402,6 +402,28 @@ def test_default_weights_beat_dcp():
 
 
 @needs_default
+def test_default_model_t_min_option():
+    import json
+
+    import napari_nlcl
+    from napari_nlcl.engine import read_checkpoint
+    from napari_nlcl.methods.registry import DEHAZE_T_MIN, get
+
+    stored = json.loads(read_checkpoint(DEFAULT_WEIGHTS)["config"])["recipe"]["net"]["t_min"]
+    assert stored == DEHAZE_T_MIN == get("default", "dehaze").options[0].default
+    assert napari_nlcl.load_model("default", task="dehaze").config.t_min == DEHAZE_T_MIN
+    _, hazy = _synthetic_example()
+    strong = napari_nlcl.dehaze(hazy, device="cpu", t_min=0.02)
+    weak = napari_nlcl.dehaze(hazy, device="cpu", t_min=0.5)
+    # a higher floor leaves more haze: the output stays closer to the hazy input
+    assert np.abs(weak - hazy).mean() < np.abs(strong - hazy).mean()
+    with pytest.raises(ValueError, match="t_min must be in"):
+        napari_nlcl.dehaze(hazy, device="cpu", t_min=1.5)
+    with pytest.raises(TypeError, match="bad option"):
+        napari_nlcl.dehaze(hazy, device="cpu", omega=0.9)
+
+
+@needs_default
 def test_default_model_on_a_lazy_stack():
     import dask.array as da
 

@@ -47,7 +47,7 @@ Two deliberate choices, both configurable:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,8 +360,22 @@ class AECRNet(nn.Module):
         ``(B, 1, H, W)`` and airlight ``(B, C)`` (``None`` for the residual output).
 
         ``airlight`` (``(B, C)`` or ``(B, C, 1, 1)``) overrides the airlight branch,
-        which otherwise looks at ``x`` itself.
+        which otherwise looks at ``x`` itself.  Any size works: a plane whose sides
+        are not multiples of the network's stride is reflect-padded at the bottom
+        and right (as the engine pads it) and cropped back.
         """
+        from ..tiling import pad_to_multiple
+
+        h, w = x.shape[-2:]
+        xp = pad_to_multiple(x, self.info.size_multiple)
+        if xp is not x:
+            if airlight is None and self.airlight is not None:
+                airlight = self.airlight(x)  # from the plane itself, not its padding
+            j, t, a = self._decompose(xp, airlight)
+            return j[..., :h, :w], (None if t is None else t[..., :h, :w]), a
+        return self._decompose(x, airlight)
+
+    def _decompose(self, x: torch.Tensor, airlight: torch.Tensor | None):
         if self.airlight is None:
             out = x + self.tail(self.features(x))
             return (out if self.training else out.clamp(0.0, 1.0)), None, None
@@ -377,6 +391,16 @@ class AECRNet(nn.Module):
         t = self.refine_transmission(x, torch.sigmoid(logit))
         out = (x - a4) / t.clamp(min=self.config.t_min) + a4
         return (out if self.training else out.clamp(0.0, 1.0)), t, a
+
+    def set_t_min(self, value: float) -> None:
+        """Change the transmission floor used at inference (physics output only)."""
+        if self.airlight is None:
+            raise ValueError("t_min applies to a physics-output model (preset 'physics'), not to this one")
+        value = float(value)
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"t_min must be in (0, 1), got {value}")
+        self.config = replace(self.config, t_min=value)
+        self.info = replace(self.info, config={**self.info.config, "t_min": value})
 
     def refine_transmission(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Guided-filter ``t`` (``config.refine`` px, guided by the grey input), or return it as is.
@@ -430,11 +454,19 @@ def build(preset_name: str = "fast", **overrides: Any) -> AECRNet:
     return AECRNet(preset(preset_name, **overrides))
 
 
-def default_model(**_ignored: Any) -> AECRNet:
-    """The shipped default dehazer (trained by this project; see the README)."""
+def default_model(t_min: float | None = None) -> AECRNet:
+    """The shipped default dehazer (trained by this project; see the README).
+
+    ``t_min`` overrides the floor of the transmission (the stored one is
+    :data:`~napari_nlcl.methods.registry.DEHAZE_T_MIN`): higher keeps more haze in
+    the distance and in skies, lower removes more and amplifies noise there.
+    """
     from ..engine import load_shipped_model
 
-    return load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net physics)", what="dehazing")
+    model = load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net physics)", what="dehazing")
+    if t_min is not None:
+        model.set_t_min(t_min)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

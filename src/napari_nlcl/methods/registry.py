@@ -36,6 +36,10 @@ class MethodSpec:
 
 _REGISTRY: dict[tuple[str, str], MethodSpec] = {}
 
+# the transmission floor stored in the shipped default dehazer (scripts/train_dehaze_default.py
+# --export writes it; the Dehaze widget shows it as the default of its "min transmission")
+DEHAZE_T_MIN = 0.05
+
 
 def register(spec: MethodSpec) -> None:
     """Add a method; re-registering a (task, name) pair replaces it.
@@ -82,7 +86,9 @@ register(
         name="default",
         task="dehaze",
         factory="napari_nlcl.methods.aecr:default_model",
-        description="AECR-Net-style network trained by napari-nlcl on synthetic haze (RGB)",
+        description="AECR-Net-style network trained by napari-nlcl on synthetic haze (RGB): "
+                    "transmission and airlight, inverted through the scattering model",
+        options=(Option("t_min", DEHAZE_T_MIN, 0.02, 0.5, "min transmission (t_min)", 0.01),),
     )
 )
 
