@@ -38,7 +38,7 @@ _REGISTRY: dict[tuple[str, str], MethodSpec] = {}
 
 # the transmission floor stored in the shipped default dehazer (scripts/train_dehaze_default.py
 # --export writes it; the Dehaze widget shows it as the default of its "min transmission")
-DEHAZE_T_MIN = 0.05
+DEHAZE_T_MIN = 0.25
 
 
 def register(spec: MethodSpec) -> None:
