@@ -1,6 +1,6 @@
 """Ablation: does contrastive regularisation help?  L1 only vs L1 + CR, same budget and seed.
 
-Trains the fast AECR-Net from scratch twice on synthetic haze over the
+Trains the recipe's default network (preset ``physics``) from scratch twice on synthetic haze over the
 training photos (as ``scripts/train_dehaze_default.py``), identical except for
 ``cr_weight``, then scores both on the held-out set of ``bench_dehaze.py``.
 
