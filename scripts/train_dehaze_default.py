@@ -62,10 +62,10 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     import time
 
     from napari_nlcl import synth
-    from napari_nlcl.engine import load_recipe, read_checkpoint, save_checkpoint
+    from napari_nlcl.engine import load_recipe, save_checkpoint
     from napari_nlcl.methods.aecr import thumbnail
 
-    recipe, _ = load_recipe(path)
+    recipe, payload = load_recipe(path)
     branch = recipe.net.airlight
     if branch is None:
         raise SystemExit(f"{path} has no airlight branch (not a physics-output model)")
@@ -108,7 +108,6 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
             print(json.dumps({"airlight_step": step, "minutes": round((time.perf_counter() - started) / 60, 2),
                               "airlight": round(float(np.mean(running)), 4)}), flush=True)
             running.clear()
-    payload = read_checkpoint(path)
     net_state = dict(payload["networks"]["net"])
     for k, v in branch.state_dict().items():
         net_state[f"airlight.{k}"] = v.detach().clone()

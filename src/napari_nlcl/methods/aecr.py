@@ -57,6 +57,8 @@ from torch import nn
 
 from ..model import ModelInfo
 from ..ops import DeformConv2d
+from ..tiling import pad_to_multiple
+from .dcp import dark_channel, estimate_airlight, guided_filter, min_filter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dehaze_default.pt"
@@ -243,11 +245,7 @@ class AirlightNet(nn.Module):
     @staticmethod
     def prior(x: torch.Tensor, top: float = 0.005) -> torch.Tensor:
         """Mean colour of the ``top`` fraction of pixels with the brightest 3x3 dark channel."""
-        b, c, h, w = x.shape
-        dark = -F.max_pool2d(-x.amin(1, keepdim=True), 3, stride=1, padding=1)
-        n = max(1, int(top * h * w))
-        idx = dark.reshape(b, h * w).topk(n, dim=1).indices
-        return x.reshape(b, c, h * w).gather(2, idx[:, None, :].expand(b, c, n)).mean(2)
+        return estimate_airlight(x, dark_channel(x, 3), top)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         th = thumbnail(x, self.size)
@@ -364,8 +362,6 @@ class AECRNet(nn.Module):
         are not multiples of the network's stride is reflect-padded at the bottom
         and right (as the engine pads it) and cropped back.
         """
-        from ..tiling import pad_to_multiple
-
         h, w = x.shape[-2:]
         xp = pad_to_multiple(x, self.info.size_multiple)
         if xp is not x:
@@ -383,8 +379,7 @@ class AECRNet(nn.Module):
         a4 = a[:, :, None, None].to(x.dtype)
         xa = (x / a4).clamp(0.0, 2.0)
         d1 = xa.amin(1, keepdim=True)
-        p = self.config.dark_patch
-        dp = -F.max_pool2d(F.pad(-d1, (p // 2,) * 4, mode="replicate"), p, stride=1) if p > 1 else d1
+        dp = min_filter(d1, self.config.dark_patch)
         logit = self.tail(self.features(torch.cat([xa, d1, dp], 1)))
         if self.coarse:
             logit = F.interpolate(logit, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -412,8 +407,6 @@ class AECRNet(nn.Module):
         """
         if not self.config.refine:
             return t
-        from .dcp import guided_filter
-
         return guided_filter(x.mean(1, keepdim=True), t, int(self.config.refine),
                              float(self.config.refine_eps)).clamp(0.0, 1.0)
 
