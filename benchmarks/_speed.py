@@ -32,3 +32,19 @@ def speed_table(run: Callable[[np.ndarray, Any], Any], rows: Sequence[tuple]) ->
         gflop = f"{net.flops_per_pixel() / 1e3:.0f}" if net is not None else "-"
         secs = f"{1.048576 / rate:.2f}" + ("" if size == 1024 else f" (from {size}x{size})")
         print(f"| {label} | {params} | {gflop} | {secs} | {rate:.2f} |", flush=True)
+
+
+def memory_table(run: Callable[[np.ndarray], Any], sizes: Sequence[int] = (1024, 2048)) -> None:
+    """Growth of peak resident memory (Linux ``ru_maxrss``) processing one float RGB image of
+    each size in turn through ``run(image)``; each row is over the previous peak."""
+    import resource
+
+    print("| image | peak memory growth (MB) |")
+    print("|---|---|")
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        img = rng.random((size, size, 3)).astype(np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        run(img)
+        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        print(f"| {size}x{size} RGB float32 (over the previous peak) | {grown:.0f} |", flush=True)

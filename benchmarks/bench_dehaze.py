@@ -8,6 +8,7 @@ generator: ``synth.random_haze_params(1000 + i)`` and
     python benchmarks/bench_dehaze.py                      # input, DCP, default model
     python benchmarks/bench_dehaze.py --model runs/x.pt    # add any model file (repeatable)
     python benchmarks/bench_dehaze.py --speed              # 1024x1024 timings, params, GFLOP/MP
+    python benchmarks/bench_dehaze.py --memory             # peak memory growth, 1024 and 2048 px
 
 Prints a Markdown table.
 """
@@ -84,11 +85,17 @@ def main(argv=None) -> int:
     ap.add_argument("--no-default", action="store_true", help="skip the shipped default model")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N validation images")
     ap.add_argument("--speed", action="store_true", help="print the speed table instead")
+    ap.add_argument("--memory", action="store_true", help="print peak memory growth instead")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.speed:
         speed_table()
+        return 0
+    if args.memory:
+        import napari_nlcl
+
+        _speed.memory_table(lambda img: napari_nlcl.dehaze(img, device="cpu"))
         return 0
     pairs = validation_set(limit=args.limit)
     print(f"{len(pairs)} validation images (kodak, synthetic haze)\n")

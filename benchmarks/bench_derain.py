@@ -82,19 +82,9 @@ def speed_table() -> None:
 def memory_table() -> None:
     """Growth of peak resident memory deraining one 1024x1024 and then one 2048x2048 RGB image
     with the default model (1024 px tiles); Linux ``ru_maxrss``."""
-    import resource
-
     import napari_nlcl
 
-    print("| image | peak memory growth (MB) |")
-    print("|---|---|")
-    rng = np.random.default_rng(0)
-    for size in (1024, 2048):
-        img = rng.random((size, size, 3)).astype(np.float32)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        napari_nlcl.derain(img, device="cpu")
-        grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-        print(f"| {size}x{size} RGB float32 (over the previous peak) | {grown:.0f} |", flush=True)
+    _speed.memory_table(lambda img: napari_nlcl.derain(img, device="cpu"))
 
 
 def main(argv=None) -> int:
