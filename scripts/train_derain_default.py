@@ -15,6 +15,10 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
     python scripts/train_derain_default.py --stage nlcl --from runs/derain_syn.pt --steps 400 -o runs/derain_nlcl.pt
     python scripts/train_derain_default.py --export runs/derain_nlcl.pt   # -> package weights
 
+``--stage synthetic --from MODEL --recipe-json '{"net": {"dark_radius": 7}}'``
+continues a model with a wider network: the new stem inputs (the dark-channel
+cue) start at zero weight (:func:`napari_nlcl.methods.nlcl.grow_stem`).
+
 Logs one line every 50 steps; a checkpoint every 250 steps.
 """
 
@@ -30,9 +34,9 @@ import torch
 from _training_log import run_logged
 
 from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import TrainConfig, Trainer, export_model, recipe_config_of
+from napari_nlcl.engine import TrainConfig, Trainer, export_model, read_checkpoint, recipe_config_of
 from napari_nlcl.io import _imread, list_images
-from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS
+from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, grow_stem
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VALIDATION = ("kodak",)
@@ -94,10 +98,15 @@ def main(argv=None) -> int:
                              seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250)
         settings = {"rain_bank": 512, "veil": 0.5, **json.loads(args.recipe_json)}
         meta = {"command": " ".join(sys.argv)}
-        if args.stage == "synthetic" and not args.start:
+        if args.stage == "synthetic":
             trainer = Trainer.from_recipe_name("derain", crops, config,
                                                recipe_config={"mode": "synthetic", **settings},
                                                checkpoint=out, metadata=meta)
+            if args.start:  # continue the generators, grown to the requested network if needed
+                nets = trainer.recipe.networks
+                trainer.recipe.start_from({k: grow_stem(v, nets[k]) for k, v in
+                                           read_checkpoint(args.start)["networks"].items() if k in nets})
+                trainer.metadata["started_from"] = str(args.start)
         else:
             if not args.start:
                 raise SystemExit("--stage nlcl needs --from STAGE1_MODEL")

@@ -10,12 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_nlcl.engine import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, build, preset
+from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, build, grow_stem, preset
 from napari_nlcl.recipes.derain import (
     DerainConfig,
     DerainRecipe,
     add_bank_rain,
     make_rain_bank,
+    veil_field,
     y_psnr,
 )
 
@@ -83,10 +84,11 @@ def test_receptive_field_bounds_the_true_dependency():
     assert extent <= net.info.receptive_field
 
 
-def test_tiled_inference_equals_whole_image():
+@pytest.mark.parametrize("dark_radius", [0, 7])
+def test_tiled_inference_equals_whole_image(dark_radius):
     from napari_nlcl.inference import predict
 
-    net = build("fast", channels=(8, 16, 32))
+    net = build("fast", channels=(8, 16, 32), dark_radius=dark_radius)
     g = torch.Generator().manual_seed(0)
     for p in net.parameters():
         with torch.no_grad():
@@ -96,6 +98,40 @@ def test_tiled_inference_equals_whole_image():
     whole = predict(image, net, tile=1024, device="cpu")
     tiled = predict(image, net, tile=256, device="cpu")
     assert np.abs(whole - tiled).max() < 1e-4
+
+
+def test_dark_cue_is_in_the_receptive_field_and_sees_a_veil():
+    net = build("fast", channels=(8, 16, 32), dark_radius=5)
+    assert net.info.receptive_field == build("fast", channels=(8, 16, 32)).info.receptive_field + 20
+    for p in net.parameters():
+        torch.nn.init.normal_(p, 0, 0.1)
+    x = torch.rand(1, 3, 200, 200, requires_grad=True)
+    net(x)[0, 0, 100, 100].backward()
+    g = x.grad.abs().sum((0, 1))
+    # the box filter's running sums leave ~1e-17 of rounding in gradients outside its window
+    ys, xs = torch.nonzero(g > 1e-9 * g.max(), as_tuple=True)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()).item() + 1 <= net.info.receptive_field
+    # the cue: a scene with dark pixels has a low dark channel; an additive veil raises it by its amount
+    scene = torch.rand(1, 3, 64, 64) * 0.6
+    scene[..., ::6, ::6] = 0.0
+    cue = net.dark_cue(scene)
+    assert cue.max() < 0.05
+    assert torch.allclose(net.dark_cue(scene + 0.25), cue + 0.25, atol=1e-5)
+
+
+def test_grow_stem_keeps_the_old_function_and_refuses_a_mismatch():
+    old = build("fast", channels=(8, 16)).eval()
+    torch.nn.init.normal_(old.head.weight, 0, 0.05)
+    new = build("fast", channels=(8, 16), dark_radius=3).eval()
+    new.load_state_dict(grow_stem(old.state_dict(), new))
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.allclose(old(x), new(x), atol=1e-6)
+        assert not torch.allclose(old(x), x)  # a non-trivial function was carried over
+    same = new.state_dict()
+    assert torch.equal(grow_stem(same, new)["stem.weight"], same["stem.weight"])  # already grown: unchanged
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow_stem(build("fast", channels=(4, 16)).state_dict(), new)
 
 
 def test_discriminator_gives_a_patch_map_and_named_contrast_layers():
@@ -118,6 +154,43 @@ def test_bank_rain_is_additive_seeded_and_grey():
     # screen blend of a grey layer: the added light is (1 - I) * s, the same s on every channel
     s = (a - clean) / (1 - clean)
     assert torch.allclose(s[:, 0], s[:, 1], atol=1e-5)
+
+
+def test_additive_rain_adds_the_same_light_everywhere_below_white():
+    bank, _ = make_rain_bank(4, 64, seed=1)
+    clean = torch.rand(4, 3, 48, 64) * 0.5
+    a = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), additive=1.0, veil=1.0)
+    added = a - clean
+    assert (added >= -1e-6).all() and added.mean() > 0.005
+    # O = min(B + R, 1) with a grey R: equal on every channel below white, unlike the screen blend
+    below = (a < 1).all(1)
+    assert below.float().mean() > 0.5
+    for c in (1, 2):
+        assert torch.allclose(added[:, 0][below], added[:, c][below], atol=1e-5)
+    with pytest.raises(ValueError, match="additive"):
+        DerainConfig(additive=-1)
+
+
+def test_veil_follows_the_amount_of_rain_with_veil_ref():
+    dry = torch.zeros(1, 1, 64, 64)  # a bank without streaks: only the veil can add light
+    clean = torch.full((8, 3, 32, 32), 0.2)
+    free = add_bank_rain(clean, dry, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3)
+    tied = add_bank_rain(clean, dry, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3, veil_ref=0.1)
+    assert (free - clean).mean() > 0.02  # independent veil: present without rain
+    assert torch.equal(tied, clean)  # tied to the rain: no streaks, no veil
+    bank, _ = make_rain_bank(4, 64, seed=1)
+    heavy = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3, veil_ref=1e-6)
+    streaks = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=0.0)
+    assert (heavy - streaks).mean() > 0.02
+
+
+def test_veil_field_is_smooth_positive_and_seeded():
+    f = veil_field(96, 128, torch.Generator().manual_seed(4))
+    assert f.shape == (1, 96, 128) and (f >= 0).all()
+    assert torch.equal(f, veil_field(96, 128, torch.Generator().manual_seed(4)))
+    assert (f[:, 1:] - f[:, :-1]).abs().max() < 0.1  # no edges: it varies over the whole crop
+    fields = torch.stack([veil_field(32, 32, torch.Generator().manual_seed(i)) for i in range(200)])
+    assert 0.8 < fields.mean() < 1.2 and fields.std() > 0.1  # mean about 1, but not constant
 
 
 def test_bank_rain_on_crops_larger_than_the_bank():

@@ -48,7 +48,12 @@ class DerainNetConfig:
     ``channels``: widths of the U-Net levels (after space-to-depth), or the
     single width of the ResNet; ``blocks``: residual blocks per U-Net level
     (twice that at the bottom) or in total for the ResNet; ``unshuffle``:
-    space-to-depth factor (1 turns it off).
+    space-to-depth factor (1 turns it off); ``dark_radius``: when > 0 the
+    stem also sees a smoothed dark channel (the minimum over the colours and a
+    ``(2 r + 1)``-pixel window, then box-averaged over the same window): an
+    additive rain veil raises it everywhere, while most clean scenes have dark
+    pixels nearby (He et al.'s dark channel prior), so it tells the network
+    how much veil to remove where its own layers would see only local contrast.
     """
 
     arch: str = "unet"
@@ -56,6 +61,7 @@ class DerainNetConfig:
     blocks: int = 1
     unshuffle: int = 2
     in_channels: int = 3
+    dark_radius: int = 0
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -69,6 +75,8 @@ class DerainNetConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.dark_radius, int) or self.dark_radius < 0:
+            raise ValueError(f"dark_radius must be an integer >= 0, got {self.dark_radius!r}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -118,7 +126,8 @@ class DerainNet(nn.Module):
         self.config = cfg
         self.output = output
         s, c_in, ch = cfg.unshuffle, cfg.in_channels, cfg.channels
-        self.stem = nn.Conv2d(c_in * s * s, ch[0], 3, padding=1)
+        extra = 1 if cfg.dark_radius else 0  # the dark-channel cue is one more input plane
+        self.stem = nn.Conv2d((c_in + extra) * s * s, ch[0], 3, padding=1)
         if cfg.arch == "unet":
             self.enc = nn.ModuleList(_blocks(c, cfg.blocks) for c in ch[:-1])
             self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(ch[:-1], ch[1:]))
@@ -145,6 +154,7 @@ class DerainNet(nn.Module):
         cfg = self.config
         s = cfg.unshuffle
         rf, jump = s, s  # one folded pixel covers s input pixels
+        rf += 4 * cfg.dark_radius  # min filter and box average, radius r each
         rf += 2 * jump  # stem
         if cfg.arch == "resnet":
             rf += 2 * jump * 2 * cfg.blocks
@@ -183,9 +193,19 @@ class DerainNet(nn.Module):
         return total / self.config.unshuffle ** 2  # areas are relative to the folded resolution
 
     # ------------------------------------------------------------------ forward
+    def dark_cue(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` smoothed dark channel of ``x`` in [0, 1] (see ``dark_radius``)."""
+        from .dcp import box_filter, min_filter
+
+        r = self.config.dark_radius
+        return box_filter(min_filter(x.amin(dim=1, keepdim=True), 2 * r + 1), r)
+
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         s = self.config.unshuffle
-        h = F.pixel_unshuffle(x * 2.0 - 1.0, s) if s > 1 else x * 2.0 - 1.0
+        h = x * 2.0 - 1.0
+        if self.config.dark_radius:
+            h = torch.cat([h, self.dark_cue(x) * 2.0 - 1.0], 1)
+        h = F.pixel_unshuffle(h, s) if s > 1 else h
         h = F.leaky_relu(self.stem(h), 0.2)
         if self.config.arch == "resnet":
             h = self.body(h)
@@ -243,6 +263,25 @@ class PatchDiscriminator(nn.Module):
         return (("input", self.in_channels, 1), ("model.1", self.ndf, 2), ("model.4", 2 * self.ndf, 4))
 
 
+def grow_stem(state: dict[str, torch.Tensor], net: DerainNet) -> dict[str, torch.Tensor]:
+    """``state`` of a generator without the dark-channel cue, fitted to ``net`` which has it.
+
+    The stem's weights for the new input plane start at zero, so the grown
+    network computes exactly what the old one did until it is trained.
+    """
+    state = dict(state)
+    w = state["stem.weight"]
+    target = net.stem.weight
+    if w.shape == target.shape:
+        return state
+    if w.shape[0] != target.shape[0] or w.shape[1] > target.shape[1] or w.shape[2:] != target.shape[2:]:
+        raise ValueError(f"cannot grow a stem of shape {tuple(w.shape)} to {tuple(target.shape)}")
+    grown = w.new_zeros(target.shape)
+    grown[:, : w.shape[1]] = w  # pixel_unshuffle puts the extra plane's channels last
+    state["stem.weight"] = grown
+    return state
+
+
 def build(preset_name: str = "fast", output: str = "background", **overrides: Any) -> DerainNet:
     return DerainNet(preset(preset_name, **overrides), output=output)
 
@@ -263,5 +302,6 @@ __all__ = [
     "PatchDiscriminator",
     "build",
     "default_model",
+    "grow_stem",
     "preset",
 ]

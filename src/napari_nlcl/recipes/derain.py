@@ -6,9 +6,9 @@ a rain layer ``R = G_R(O)`` (:mod:`napari_nlcl.methods.nlcl`).  Modes
 
 ``"synthetic"`` (source ``clean``)
     Rain is synthesised on every clean crop (a bank of streak maps made by
-    :func:`napari_nlcl.synth.add_rain`, several layers of similar angle screen-blended
-    at random opacities, sometimes with a veil), and both generators are
-    trained with L1 to the known layers.  The shipped default starts this way.
+    :func:`napari_nlcl.synth.add_rain`, several layers of similar angle added
+    or screen-blended at random opacities, sometimes under a smooth veil), and
+    both generators are trained with L1 to the known layers.  The shipped default starts this way.
 ``"nlcl"`` (source ``rainy``; ``clean`` optional and unpaired)
     Unsupervised non-local contrastive learning (Ye et al., CVPR 2022, with
     the asymmetric layer contrast of Chang et al., TPAMI 2024).  Generator loss:
@@ -101,8 +101,10 @@ class DerainConfig:
     rain_bank_size: int = 256
     rain_layers: tuple = (1, 3)
     rain_opacity: tuple = (0.1, 0.7)
-    veil: float = 0.5  # probability of a uniform veil (0 to veil_max) over the rain
+    veil: float = 0.5  # probability of a smooth veil (0 to veil_max, see veil_field) over the rain
     veil_max: float = 0.2
+    additive: float = 0.0  # probability that rain is added (O = B + R) instead of screen-blended
+    veil_ref: float = 0.0  # > 0: the veil scales with the streaks' mean light, full range from this
     blur: float = 1.5  # streaks are defocused by a Gaussian of sigma up to this (px)
     bank_seed: int = 0
 
@@ -110,7 +112,7 @@ class DerainConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
-                     "layer_weight", "location_weight", "veil", "veil_max", "blur"):
+                     "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -176,16 +178,37 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
 
 
+def veil_field(h: int, w: int, generator: torch.Generator, *, grid: int = 2) -> torch.Tensor:
+    """A smooth random field ``(1, h, w)`` with mean about 1: where rain accumulates more or less.
+
+    A ``grid x grid`` lattice of uniform values, bilinearly resized, mixed with
+    a constant at a random ratio (0 gives a uniform veil).  Real veils follow
+    the density of rain and the depth of the scene, so they vary smoothly.
+    """
+    lattice = torch.rand(1, 1, grid, grid, generator=generator) * 2.0
+    field = F.interpolate(lattice, size=(h, w), mode="bicubic", align_corners=True)[0].clamp(min=0.0)
+    mix = float(torch.rand((), generator=generator))
+    return (1.0 - mix) + mix * field
+
+
 def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Generator, *,
                   layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.5, blur: float = 1.5,
-                  veil_max: float = 0.2) -> torch.Tensor:
+                  veil_max: float = 0.2, additive: float = 0.0, veil_ref: float = 0.0) -> torch.Tensor:
     """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1] (``rainy >= clean``).
 
     Per image: one to ``layers[1]`` streak maps of similar angle from
     ``bank``, each defocused by a Gaussian of sigma up to ``blur`` px (real
-    streaks are rarely sharp), screen-blended at a random opacity; with
-    probability ``veil`` a uniform veil of up to ``veil_max`` (the haze of
-    rain accumulation).
+    streaks are rarely sharp), at a random opacity; with probability ``veil``
+    a veil of up to ``veil_max`` that varies smoothly over the image
+    (:func:`veil_field`; the haze of rain accumulation).  With ``veil_ref > 0``
+    the veil grows with the rain: its maximum is ``veil_max`` only where the
+    streaks add at least ``veil_ref`` of light on average, and proportionally
+    less under lighter rain (accumulation is heavy rain's; a drizzle has none).
+    With probability
+    ``additive`` the rain is added, ``O = min(B + R, 1)`` (the model of the
+    common synthetic rain sets, Rain100 and Rain1400, and of Yang et al.'s heavy
+    rain with accumulation), otherwise screen-blended, ``O = B + (1 - B) R``
+    (light rain over bright regions is hidden, as in photos).
     """
     b, c, h, w = clean.shape
     n, _, size, _ = bank.shape
@@ -200,7 +223,9 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     for i in range(b):
         first = randint(0, n - 1)
         flip = rand() < 0.5
+        add = rand() < additive
         scale = max(1, math.ceil(max(h, w) / size))
+        light = 0.0  # mean streak light added, which scales the veil when veil_ref > 0
         for _ in range(randint(*layers)):
             j = min(max(first + randint(-max(n // 16, 1), max(n // 16, 1)), 0), n - 1)
             s = bank[j:j + 1].to(clean.device, clean.dtype)
@@ -215,9 +240,12 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
             if flip:
                 s = s.flip(-1)
             a = opacity[0] + (opacity[1] - opacity[0]) * rand()
-            out[i] = out[i] + (1.0 - out[i]) * (a * s)
+            out[i] = out[i] + (1.0 if add else 1.0 - out[i]) * (a * s)
+            light += a * float(s.mean())
         if veil and rand() < veil:
-            out[i] = out[i] + (1.0 - out[i]) * (veil_max * rand())
+            amount = veil_max * rand() * (min(1.0, light / veil_ref) if veil_ref > 0 else 1.0)
+            v = amount * veil_field(h, w, generator).to(clean.device, clean.dtype)
+            out[i] = out[i] + (1.0 if add else 1.0 - out[i]) * v
     return out.clamp(0.0, 1.0)
 
 
@@ -307,7 +335,8 @@ class DerainRecipe(Recipe):
     def synthesize(self, clean: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         return add_bank_rain(clean, self.rain_bank, self.generator, layers=cfg.rain_layers,
-                             opacity=cfg.rain_opacity, veil=cfg.veil, veil_max=cfg.veil_max, blur=cfg.blur)
+                             opacity=cfg.rain_opacity, veil=cfg.veil, veil_max=cfg.veil_max, blur=cfg.blur,
+                             additive=cfg.additive, veil_ref=cfg.veil_ref)
 
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
