@@ -17,7 +17,8 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
 
 ``--stage synthetic --from MODEL --recipe-json '{"net": {"dark_radius": 7}}'``
 continues a model with a wider network: the new stem inputs (the dark-channel
-cue) start at zero weight (:func:`napari_nlcl.methods.nlcl.grow_stem`).
+cue) start at zero weight (:func:`napari_nlcl.methods.nlcl.grow_stem`), and a
+new veil branch (``"veil": true``) starts untrained.
 
 Logs one line every 50 steps; a checkpoint every 250 steps.
 """
@@ -104,8 +105,11 @@ def main(argv=None) -> int:
                                                checkpoint=out, metadata=meta)
             if args.start:  # continue the generators, grown to the requested network if needed
                 nets = trainer.recipe.networks
-                trainer.recipe.start_from({k: grow_stem(v, nets[k]) for k, v in
-                                           read_checkpoint(args.start)["networks"].items() if k in nets})
+                for k, state in read_checkpoint(args.start)["networks"].items():
+                    if k in nets:  # a new veil branch starts untrained
+                        missing, unexpected = nets[k].load_state_dict(grow_stem(state, nets[k]), strict=False)
+                        if unexpected or any(not m.startswith("veil_net.") for m in missing):
+                            raise SystemExit(f"{args.start}: {k} does not fit: {missing} {unexpected}")
                 trainer.metadata["started_from"] = str(args.start)
         else:
             if not args.start:

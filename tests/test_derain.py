@@ -119,6 +119,74 @@ def test_dark_cue_is_in_the_receptive_field_and_sees_a_veil():
     assert torch.allclose(net.dark_cue(scene + 0.25), cue + 0.25, atol=1e-5)
 
 
+def _randomise(net, scale=0.05, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def test_veil_branch_is_removed_first_and_tiles_share_the_plane_veil():
+    from napari_nlcl.inference import predict
+
+    net = build("fast", channels=(8, 16, 32), veil=True).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        out, veil = net.split(x)
+        assert veil.shape == (1, 1, 64, 96) and 0 < veil.max() < 0.05  # starts with almost no veil
+        given = torch.full((1, 1, 64, 96), 0.2)
+        assert torch.allclose(net(x, veil=given), (x - 0.2).clamp(0, 1))  # identity U-Net: O - veil
+        rain = DerainNet(net.config, output="rain").eval()
+        assert torch.allclose(rain(x, veil=given), given.expand_as(x))  # the rain layer carries the veil
+    _randomise(net)
+    image = np.random.default_rng(1).random((300, 420, 3)).astype(np.float32)
+    whole = predict(image, net, tile=1024, device="cpu")
+    tiled = predict(image, net, tile=256, device="cpu")
+    assert np.abs(whole - tiled).max() < 1e-4  # the veil is estimated once per plane, cut per tile
+    with torch.no_grad():
+        v = net.estimate_globals(torch.from_numpy(image).permute(2, 0, 1)[None])["veil"]
+    assert v.shape == (1, 1, 300, 420)
+
+
+def test_engine_cuts_plane_sized_globals_per_tile():
+    from napari_nlcl.inference import predict
+    from napari_nlcl.model import ModelInfo
+
+    class AddMap(torch.nn.Module):  # y = x + a map estimated on the whole plane
+        info = ModelInfo(task="derain", name="map", in_channels=1, out_channels=1, value_range=(0.0, 1.0),
+                         min_size=8, size_multiple=8, receptive_field=1, exact_tiling=True)
+
+        def estimate_globals(self, x):
+            h, w = x.shape[-2:]
+            return {"m": torch.linspace(0, 1, w).view(1, 1, 1, w).expand(1, 1, h, w).clone()}
+
+        def forward(self, x, m=None):
+            assert m is not None and m.shape == x.shape
+            return x + m
+
+    image = np.zeros((50, 70), np.float32)
+    out = predict(image, AddMap(), tile=16, overlap=8, device="cpu", value_range=(0, 1))
+    assert np.allclose(out, np.linspace(0, 1, 70)[None].repeat(50, 0), atol=1e-5)  # not restarted per tile
+
+
+def test_veil_branch_learns_from_the_synthetic_veil():
+    torch.manual_seed(0)  # the networks' initial weights
+    r = tiny(mode="synthetic", net={"channels": (8, 16), "veil": True}, veil=1.0, veil_max=0.4, additive=1.0)
+    clean = torch.rand(2, 3, 48, 48) * 0.5
+    _, losses = r._supervised(clean)
+    assert "l1_veil" in losses
+    opt = torch.optim.Adam(r.gen_b.veil_net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        r.generator.manual_seed(0)  # the same rain every step: the loss then measures learning
+        loss, losses = r._supervised(clean)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else float(losses["l1_veil"])
+    assert float(losses["l1_veil"]) < 0.7 * first
+
+
 def test_grow_stem_keeps_the_old_function_and_refuses_a_mismatch():
     old = build("fast", channels=(8, 16)).eval()
     torch.nn.init.normal_(old.head.weight, 0, 0.05)

@@ -295,9 +295,11 @@ def _iter_plane(
     estimate = getattr(model, "estimate_globals", None)
     use_amp = amp and device.type == "cuda"
 
-    def run(batch):
+    def run(batch, tiles):
+        kw = {k: _tile_windows(v, tiles, info.size_multiple) if _is_map(v, xi) else _expand(v, batch.shape[0])
+              for k, v in globals_.items()}
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            y = model(batch.to(device), **{k: _expand(v, batch.shape[0]) for k, v in globals_.items()})
+            y = model(batch.to(device), **{k: v.to(device) if hasattr(v, "to") else v for k, v in kw.items()})
         return y.float()
 
     margin = min(info.halo, max((overlap - 1) // 2, 0))
@@ -315,7 +317,7 @@ def _iter_plane(
         yi = yield from _offset(
             iter_tiled_apply(
                 xi, run, tile=tile, overlap=overlap, margin=margin,
-                multiple=info.size_multiple, batch_size=batch_size,
+                multiple=info.size_multiple, batch_size=batch_size, pass_tiles=True,
             ),
             done,
         )
@@ -328,6 +330,20 @@ def _iter_plane(
     if not has_channels:
         y = y[..., 0]
     return _from_unit(y, lo, hi, dtype)
+
+
+def _is_map(v, plane) -> bool:
+    """A global that is a ``(1, C, H, W)`` map of the whole plane (cut per tile), not a statistic."""
+    return hasattr(v, "ndim") and v.ndim == 4 and tuple(v.shape[-2:]) == tuple(plane.shape[-2:])
+
+
+def _tile_windows(v, tiles, multiple: int):
+    """Each tile's window of a plane-sized global map, padded as the tile batch is."""
+    import torch
+
+    from .tiling import pad_to_multiple
+
+    return torch.cat([pad_to_multiple(v[:, :, t.y0:t.y1, t.x0:t.x1], multiple) for t in tiles])
 
 
 def _expand(v, n: int):

@@ -95,7 +95,9 @@ class Model(Protocol):
     a whole-image statistic (the Dark Channel Prior's atmospheric light) may
     define ``estimate_globals(x) -> dict`` ; the engine calls it once per image
     plane on the full plane and passes the result to every tile as keyword
-    arguments, so tiles agree with each other.  A model that sets
+    arguments, so tiles agree with each other; a global that is a
+    ``(1, C, H, W)`` map of the whole plane (a spatially varying estimate) is
+    cut into each tile's window instead.  A model that sets
     ``globals_from_input = True`` computes the same globals from its input
     when none are given (instance norm), so the engine skips the estimate for a
     plane it runs as a single tile.

@@ -125,11 +125,14 @@ def iter_tiled_apply(
     margin: int,
     multiple: int = 1,
     batch_size: int = 1,
+    pass_tiles: bool = False,
 ) -> Generator[int, None, object]:
     """Apply ``fn`` to a ``(C, H, W)`` tensor in overlapping tiles.
 
     ``fn`` maps a ``(B, C, h, w)`` batch (h, w multiples of ``multiple``) to a
-    ``(B, C', h, w)`` batch.  Yields the number of tiles done after each batch
+    ``(B, C', h, w)`` batch; with ``pass_tiles`` it is called as
+    ``fn(batch, tiles)`` with the batch's :class:`Tile` s (to cut matching
+    windows from other plane-sized maps).  Yields the number of tiles done after each batch
     and returns the blended ``(C', H, W)`` float32 tensor on the CPU.
 
     Use as ``out = yield from iter_tiled_apply(...)`` inside another generator.
@@ -154,7 +157,8 @@ def iter_tiled_apply(
         for k in range(0, len(members), batch_size):
             batch_tiles: Sequence[Tile] = members[k : k + batch_size]
             batch = torch.stack([x[:, t.y0 : t.y1, t.x0 : t.x1] for t in batch_tiles])
-            result = fn(pad_to_multiple(batch, multiple))
+            padded = pad_to_multiple(batch, multiple)
+            result = fn(padded, batch_tiles) if pass_tiles else fn(padded)
             result = result[..., : shape[0], : shape[1]].detach().to("cpu", torch.float32)
             if out is None:
                 out = torch.zeros((result.shape[1], height, width), dtype=torch.float32)

@@ -53,7 +53,9 @@ class DerainNetConfig:
     ``(2 r + 1)``-pixel window, then box-averaged over the same window): an
     additive rain veil raises it everywhere, while most clean scenes have dark
     pixels nearby (He et al.'s dark channel prior), so it tells the network
-    how much veil to remove where its own layers would see only local contrast.
+    how much veil to remove where its own layers would see only local contrast;
+    ``veil``: a :class:`VeilNet` estimates a smooth rain veil from a thumbnail of
+    the whole image and it is subtracted before the U-Net removes the streaks.
     """
 
     arch: str = "unet"
@@ -62,6 +64,7 @@ class DerainNetConfig:
     unshuffle: int = 2
     in_channels: int = 3
     dark_radius: int = 0
+    veil: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -75,6 +78,7 @@ class DerainNetConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.veil = bool(self.veil)
         if not isinstance(self.dark_radius, int) or self.dark_radius < 0:
             raise ValueError(f"dark_radius must be an integer >= 0, got {self.dark_radius!r}")
 
@@ -109,6 +113,74 @@ def _blocks(c: int, n: int) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(c) for _ in range(n)])
 
 
+class VeilNet(nn.Module):
+    """A smooth rain veil ``(B, 1, H, W)`` (light added by rain accumulation) from the whole image.
+
+    A veil cannot be told from a bright surface by a local window: what gives
+    it away is how the dark channel and the contrast change across the whole
+    scene (a veil thickening towards one side over the same grass, say).  So
+    the veil is estimated on an area-downsampled thumbnail (short side
+    ``size``) of the whole plane, with its dark channel and the pixel
+    coordinates as extra inputs: an encoder to 1/8 of the thumbnail with
+    global mean-pooled context, a decoder back to the thumbnail, and a
+    bilinear resize to the image.  The output is grey (rain is white light),
+    in [0, ``max_veil``], and starts near zero.  The engine calls
+    :meth:`DerainNet.estimate_globals` on the whole plane, so every tile
+    subtracts the same veil.
+    """
+
+    def __init__(self, channels: int, size: int = 96, width: int = 32, max_veil: float = 0.7):
+        super().__init__()
+        self.size, self.max_veil = int(size), float(max_veil)
+        c_in = channels + 4  # colours, min over colours, dark channel, y, x
+        w = width
+        self.enc = nn.ModuleList([
+            nn.Conv2d(c_in, w, 3, padding=1),
+            nn.Conv2d(w, w, 3, stride=2, padding=1),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
+        ])
+        self.context = nn.Linear(2 * w, 2 * w)
+        self.dec = nn.ModuleList([
+            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
+            nn.Conv2d(2 * w + 2 * w, w, 3, padding=1),
+            nn.Conv2d(w + w, w, 3, padding=1),
+            nn.Conv2d(w + w, w, 3, padding=1),
+        ])
+        self.out = nn.Conv2d(w, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.constant_(self.out.bias, -4.0)  # sigmoid(-4) x 0.7 = 0.013: almost no veil at first
+
+    def thumbnail_veil(self, th: torch.Tensor) -> torch.Tensor:
+        """Veil at the thumbnail's resolution from the thumbnail ``(B, C, h, w)``."""
+        from .dcp import min_filter
+
+        b, _, h, w = th.shape
+        m = th.amin(1, keepdim=True)
+        ys = torch.linspace(-1, 1, h, device=th.device, dtype=th.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=th.device, dtype=th.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        f = torch.cat([th * 2 - 1, m * 2 - 1, min_filter(m, 5) * 2 - 1, ys, xs], 1)
+        skips = []
+        for conv in self.enc:
+            f = F.leaky_relu(conv(f), 0.2)
+            skips.append(f)
+        g = F.leaky_relu(self.context(f.mean((2, 3))), 0.2)[:, :, None, None].expand_as(f)
+        f = F.leaky_relu(self.dec[0](torch.cat([f, g], 1)), 0.2)
+        for conv, skip in zip(self.dec[1:], reversed(skips[:-1])):
+            f = F.interpolate(f, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            f = F.leaky_relu(conv(torch.cat([f, skip], 1)), 0.2)
+        return self.max_veil * torch.sigmoid(self.out(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        scale = min(1.0, self.size / min(h, w))
+        size = (max(8, round(h * scale)), max(8, round(w * scale)))
+        th = F.adaptive_avg_pool2d(x, size) if scale < 1.0 else F.interpolate(
+            x, size=size, mode="bilinear", align_corners=False)
+        v = self.thumbnail_veil(th)
+        return F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
+
+
 class DerainNet(nn.Module):
     """One NLCL generator; ``(B, C, H, W)`` in [0, 1] -> background (or rain layer) in [0, 1].
 
@@ -137,6 +209,7 @@ class DerainNet(nn.Module):
         else:
             self.body = _blocks(ch[0], cfg.blocks)
         self.head = nn.Conv2d(ch[0], c_in * s * s, 3, padding=1)
+        self.veil_net = VeilNet(c_in) if cfg.veil else None
         nn.init.zeros_(self.head.weight)  # start as the identity (no rain removed)
         nn.init.zeros_(self.head.bias)
         levels = len(ch) - 1 if cfg.arch == "unet" else 0
@@ -222,10 +295,29 @@ class DerainNet(nn.Module):
         r = self.head(F.leaky_relu(h, 0.2))
         return F.pixel_shuffle(r, s) if s > 1 else r
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.residual(x)
-        out = x - r if self.output == "background" else r
-        return out if self.training else out.clamp(0.0, 1.0)
+    def estimate_globals(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"veil": (B, 1, H, W)}`` of the whole plane (the engine gives each tile its window).
+
+        Estimated on the plane before the engine pads it to the network's
+        multiple, so a plane gives the same veil in one tile or many.
+        """
+        return {} if self.veil_net is None else {"veil": self.veil_net(x)}
+
+    def forward(self, x: torch.Tensor, veil: torch.Tensor | None = None) -> torch.Tensor:
+        return self.split(x, veil)[0]
+
+    def split(self, x: torch.Tensor, veil: torch.Tensor | None = None):
+        """``(output, veil)``: the background (or rain layer) and the veil removed first
+        (``None`` without a veil branch).  ``veil`` overrides the branch's estimate."""
+        if self.veil_net is not None and veil is None:
+            veil = self.veil_net(x)
+        inner = x if veil is None else x - veil.to(x.dtype)
+        r = self.residual(inner)
+        if self.output == "background":
+            out = inner - r
+        else:
+            out = r if veil is None else r + veil
+        return (out if self.training else out.clamp(0.0, 1.0)), veil
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())
@@ -299,6 +391,7 @@ __all__ = [
     "PRESETS",
     "DerainNet",
     "DerainNetConfig",
+    "VeilNet",
     "PatchDiscriminator",
     "build",
     "default_model",

@@ -105,6 +105,7 @@ class DerainConfig:
     veil_max: float = 0.2
     additive: float = 0.0  # probability that rain is added (O = B + R) instead of screen-blended
     veil_ref: float = 0.0  # > 0: the veil scales with the streaks' mean light, full range from this
+    veil_weight: float = 1.0  # L1 of a veil branch (net={"veil": True}) to the synthetic veil
     blur: float = 1.5  # streaks are defocused by a Gaussian of sigma up to this (px)
     bank_seed: int = 0
 
@@ -112,7 +113,7 @@ class DerainConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
-                     "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref"):
+                     "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -193,7 +194,8 @@ def veil_field(h: int, w: int, generator: torch.Generator, *, grid: int = 2) -> 
 
 def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Generator, *,
                   layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.5, blur: float = 1.5,
-                  veil_max: float = 0.2, additive: float = 0.0, veil_ref: float = 0.0) -> torch.Tensor:
+                  veil_max: float = 0.2, additive: float = 0.0, veil_ref: float = 0.0,
+                  return_veil: bool = False):
     """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1] (``rainy >= clean``).
 
     Per image: one to ``layers[1]`` streak maps of similar angle from
@@ -208,7 +210,9 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     ``additive`` the rain is added, ``O = min(B + R, 1)`` (the model of the
     common synthetic rain sets, Rain100 and Rain1400, and of Yang et al.'s heavy
     rain with accumulation), otherwise screen-blended, ``O = B + (1 - B) R``
-    (light rain over bright regions is hidden, as in photos).
+    (light rain over bright regions is hidden, as in photos).  With
+    ``return_veil`` also returns the light the veil added, ``(B, 1, H, W)``
+    (mean over the channels), which supervises a generator's veil branch.
     """
     b, c, h, w = clean.shape
     n, _, size, _ = bank.shape
@@ -220,6 +224,7 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
         return int(torch.randint(lo, hi + 1, (), generator=generator))
 
     out = clean.clone()
+    veils = clean.new_zeros(b, 1, h, w)
     for i in range(b):
         first = randint(0, n - 1)
         flip = rand() < 0.5
@@ -245,8 +250,11 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
         if veil and rand() < veil:
             amount = veil_max * rand() * (min(1.0, light / veil_ref) if veil_ref > 0 else 1.0)
             v = amount * veil_field(h, w, generator).to(clean.device, clean.dtype)
+            before = out[i].clamp(max=1.0)
             out[i] = out[i] + (1.0 if add else 1.0 - out[i]) * v
-    return out.clamp(0.0, 1.0)
+            veils[i] = (out[i].clamp(max=1.0) - before).mean(0, keepdim=True)
+    out = out.clamp(0.0, 1.0)
+    return (out, veils) if return_veil else out
 
 
 def _fallback_clean_images() -> list[np.ndarray]:
@@ -332,11 +340,11 @@ class DerainRecipe(Recipe):
         bank, _ = make_rain_bank(self.config.rain_bank, self.config.rain_bank_size, self.config.bank_seed)
         return bank
 
-    def synthesize(self, clean: torch.Tensor) -> torch.Tensor:
+    def synthesize(self, clean: torch.Tensor, return_veil: bool = False):
         cfg = self.config
         return add_bank_rain(clean, self.rain_bank, self.generator, layers=cfg.rain_layers,
                              opacity=cfg.rain_opacity, veil=cfg.veil, veil_max=cfg.veil_max, blur=cfg.blur,
-                             additive=cfg.additive, veil_ref=cfg.veil_ref)
+                             additive=cfg.additive, veil_ref=cfg.veil_ref, return_veil=return_veil)
 
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
@@ -358,10 +366,15 @@ class DerainRecipe(Recipe):
 
     def _supervised(self, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
-        rainy = self.synthesize(clean)
-        l1 = F.l1_loss(self.gen_b(rainy), clean)
+        rainy, veil = self.synthesize(clean, return_veil=True)
+        bg, found = self.gen_b.split(rainy)
+        l1 = F.l1_loss(bg, clean)
         loss = l1
         losses = {"l1": l1.detach()}
+        if found is not None and cfg.veil_weight:
+            lv = F.l1_loss(found, veil)
+            loss = loss + cfg.veil_weight * lv
+            losses["l1_veil"] = lv.detach()
         if cfg.rain_weight:
             lr_ = F.l1_loss(self.gen_r(rainy), rainy - clean)
             loss = loss + cfg.rain_weight * lr_
