@@ -13,6 +13,7 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
     python scripts/train_derain_default.py --stage synthetic --steps 6000 -o runs/derain_syn.pt
     python scripts/train_derain_default.py --resume runs/derain_syn.pt --steps 6000  # after a stop
     python scripts/train_derain_default.py --stage nlcl --from runs/derain_syn.pt --steps 400 -o runs/derain_nlcl.pt
+    python scripts/train_derain_default.py --veil-stage runs/derain_syn3.pt --steps 3000 -o runs/derain_veil.pt
     python scripts/train_derain_default.py --export runs/derain_nlcl.pt   # -> package weights
 
 ``--stage synthetic --from MODEL --recipe-json '{"net": {"dark_radius": 7}}'``
@@ -58,6 +59,80 @@ def clean_photos(root: Path) -> list[np.ndarray]:
     return photos(sorted(p for p in root.iterdir() if p.is_dir() and p.name not in VALIDATION))
 
 
+def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, lr: float = 1e-3,
+               batch_size: int = 8, size: tuple[int, int] = (320, 480), sigma: float = 16.0,
+               bank_size: int = 512, seed: int = 0, settings: dict | None = None) -> None:
+    """Veil stage: a veil branch (``VeilNet``) for ``start``'s background generator, trained alone.
+
+    Rain (the recipe's synthesis with ``settings``) is drawn over whole photos
+    resized to ``size``; the target is the rain layer's local mean (its grey
+    level, Gaussian-smoothed with ``sigma`` px) at the thumbnail's resolution,
+    the part of the rain a local network cannot tell from the scene.  The
+    U-Net is left as it is: it removes what remains, the streaks.
+    """
+    import time
+
+    import torch.nn.functional as F
+
+    from napari_nlcl.engine import load_recipe, save_checkpoint
+    from napari_nlcl.methods.nlcl import DerainNet
+    from napari_nlcl.recipes.derain import _gaussian_blur, add_bank_rain, make_rain_bank
+
+    recipe, payload = load_recipe(start)
+    cfg = json.loads(payload["config"])
+    rcfg = {**cfg["recipe"], **(settings or {})}
+    gen = recipe.gen_b
+    net = DerainNet(type(gen.config)(**{**vars(gen.config), "veil": True}), output="background",
+                    name=gen.info.name)
+    missing, unexpected = net.load_state_dict(gen.state_dict(), strict=False)
+    assert not unexpected and all(m.startswith("veil_net.") for m in missing)
+    branch = net.veil_net
+    h, w = size
+    photos_t = torch.stack([F.interpolate(torch.from_numpy(im).permute(2, 0, 1)[None].float(), size=size,
+                                          mode="area")[0].to(torch.uint8) for im in images])
+    bank, _ = make_rain_bank(rcfg.get("rain_bank", 128) // 4, bank_size, seed)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(branch.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    started, running = time.perf_counter(), []
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(photos_t), (batch_size,), generator=g)
+        clean = photos_t[idx].float() / 255
+        if float(torch.rand((), generator=g)) < 0.5:
+            clean = clean.flip(-1)
+        rainy = add_bank_rain(clean, bank, g, layers=tuple(rcfg["rain_layers"]), opacity=tuple(rcfg["rain_opacity"]),
+                              veil=rcfg["veil"], veil_max=rcfg["veil_max"], blur=rcfg["blur"],
+                              additive=rcfg.get("additive", 0.0), veil_ref=rcfg.get("veil_ref", 0.0))
+        target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
+        pred = branch(rainy)  # resized back to the image: compare on the thumbnail grid
+        th = branch.size / min(h, w)
+        grid = (round(h * th), round(w * th))
+        loss = F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        running.append(loss.item())
+        if step % 100 == 0 or step == steps:
+            print(json.dumps({"veil_step": step, "minutes": round((time.perf_counter() - started) / 60, 2),
+                              "veil_rmse": round(float(np.mean(running)) ** 0.5, 4)}), flush=True)
+            running.clear()
+    nets = dict(payload["networks"])
+    nets["gen_b"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    payload["networks"] = nets
+    cfg["recipe"] = {**cfg["recipe"], "net": {**cfg["recipe"].get("net", {}), "veil": True}}
+    payload["config"] = json.dumps(cfg)
+    meta = json.loads(payload.get("metadata", "{}") or "{}")
+    meta["veil_stage"] = {"steps": steps, "lr": lr, "batch_size": batch_size, "size": list(size), "sigma": sigma,
+                          "seed": seed, "started_from": str(start), "command": " ".join(sys.argv)}
+    payload["metadata"] = json.dumps(meta)
+    payload.pop("optimizers", None)
+    payload["exported"] = True  # a new network: the old optimiser state does not fit it
+    save_checkpoint(out, payload)
+    print(f"veil branch trained in {(time.perf_counter() - started) / 60:.1f} min -> {out}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=("synthetic", "nlcl"), default="synthetic")
@@ -73,8 +148,15 @@ def main(argv=None) -> int:
     ap.add_argument("--from", dest="start", type=Path, help="stage 2: start from this stage-1 model")
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--export", type=Path, help="copy the weights of this checkpoint into the package")
+    ap.add_argument("--veil-stage", type=Path, metavar="MODEL",
+                    help="train a veil branch for this model on whole photos (--steps, -o, --lr, --recipe-json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.veil_stage:
+        train_veil(args.veil_stage, Path(args.output), clean_photos(args.data / "clean"), args.steps,
+                   lr=args.lr or 1e-3, batch_size=args.batch_size, seed=args.seed,
+                   settings=json.loads(args.recipe_json))
+        return 0
     if args.export:
         # the generators only: the discriminator and MLP heads are re-learnt when fine-tuning
         export_model(args.export, DEFAULT_WEIGHTS, networks=("gen_b", "gen_r"))

@@ -124,7 +124,7 @@ class VeilNet(nn.Module):
     coordinates as extra inputs: an encoder to 1/8 of the thumbnail with
     global mean-pooled context, a decoder back to the thumbnail, and a
     bilinear resize to the image.  The output is grey (rain is white light),
-    in [0, ``max_veil``], and starts near zero.  The engine calls
+    in [0, ``max_veil``] (a softplus), and starts near zero.  The engine calls
     :meth:`DerainNet.estimate_globals` on the whole plane, so every tile
     subtracts the same veil.
     """
@@ -149,7 +149,7 @@ class VeilNet(nn.Module):
         ])
         self.out = nn.Conv2d(w, 1, 3, padding=1)
         nn.init.zeros_(self.out.weight)
-        nn.init.constant_(self.out.bias, -4.0)  # sigmoid(-4) x 0.7 = 0.013: almost no veil at first
+        nn.init.constant_(self.out.bias, -0.1)  # softplus(20 x -0.1) / 20 = 0.006: almost no veil at first
 
     def thumbnail_veil(self, th: torch.Tensor) -> torch.Tensor:
         """Veil at the thumbnail's resolution from the thumbnail ``(B, C, h, w)``."""
@@ -169,7 +169,8 @@ class VeilNet(nn.Module):
         for conv, skip in zip(self.dec[1:], reversed(skips[:-1])):
             f = F.interpolate(f, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             f = F.leaky_relu(conv(torch.cat([f, skip], 1)), 0.2)
-        return self.max_veil * torch.sigmoid(self.out(f))
+        # a softplus, not a sigmoid: no flat region in which the branch could stop learning
+        return F.softplus(self.out(f), beta=20.0).clamp(max=self.max_veil)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

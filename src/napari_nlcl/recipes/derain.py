@@ -105,7 +105,9 @@ class DerainConfig:
     veil_max: float = 0.2
     additive: float = 0.0  # probability that rain is added (O = B + R) instead of screen-blended
     veil_ref: float = 0.0  # > 0: the veil scales with the streaks' mean light, full range from this
-    veil_weight: float = 1.0  # L1 of a veil branch (net={"veil": True}) to the synthetic veil
+    # squared error of a veil branch (net={"veil": True}) to the synthetic veil: its mean, not
+    # its median (L1's choice, which is "no veil" while half of the crops have none)
+    veil_weight: float = 10.0
     blur: float = 1.5  # streaks are defocused by a Gaussian of sigma up to this (px)
     bank_seed: int = 0
 
@@ -372,9 +374,9 @@ class DerainRecipe(Recipe):
         loss = l1
         losses = {"l1": l1.detach()}
         if found is not None and cfg.veil_weight:
-            lv = F.l1_loss(found, veil)
+            lv = F.mse_loss(found, veil)
             loss = loss + cfg.veil_weight * lv
-            losses["l1_veil"] = lv.detach()
+            losses["mse_veil"] = lv.detach()
         if cfg.rain_weight:
             lr_ = F.l1_loss(self.gen_r(rainy), rainy - clean)
             loss = loss + cfg.rain_weight * lr_
