@@ -18,8 +18,8 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
 
 ``--stage synthetic --from MODEL --recipe-json '{"net": {"dark_radius": 7}}'``
 continues a model with a wider network: the new stem inputs (the dark-channel
-cue) start at zero weight (:func:`napari_nlcl.methods.nlcl.grow_stem`), and a
-new veil branch (``"veil": true``) starts untrained.
+cue) start at zero weight, and a new veil branch (``"veil": true``) starts
+untrained (:func:`napari_nlcl.methods.nlcl.load_grown`).
 
 Logs one line every 50 steps; a checkpoint every 250 steps.
 """
@@ -38,7 +38,7 @@ from _training_log import run_logged
 from napari_nlcl.data import RandomCrops
 from napari_nlcl.engine import TrainConfig, Trainer, export_model, read_checkpoint, recipe_config_of
 from napari_nlcl.io import _imread, list_images
-from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, grow_stem
+from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, load_grown
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VALIDATION = ("kodak",)
@@ -84,10 +84,9 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     gen = recipe.gen_b
     net = DerainNet(type(gen.config)(**{**vars(gen.config), "veil": True}), output="background",
                     name=gen.info.name)
-    missing, unexpected = net.load_state_dict(gen.state_dict(), strict=False)
-    assert not unexpected and all(m.startswith("veil_net.") for m in missing)
+    load_grown(net, gen.state_dict())
     branch = net.veil_net
-    h, w = size
+    grid = branch.thumbnail_size(*size)  # the loss compares veils on the branch's own thumbnail grid
     photos_t = torch.stack([F.interpolate(torch.from_numpy(im).permute(2, 0, 1)[None].float(), size=size,
                                           mode="area")[0].to(torch.uint8) for im in images])
     bank, _ = make_rain_bank(rcfg.get("rain_bank", 128) // 4, bank_size, seed)
@@ -105,9 +104,7 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
                               veil=rcfg["veil"], veil_max=rcfg["veil_max"], blur=rcfg["blur"],
                               additive=rcfg.get("additive", 0.0), veil_ref=rcfg.get("veil_ref", 0.0))
         target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
-        pred = branch(rainy)  # resized back to the image: compare on the thumbnail grid
-        th = branch.size / min(h, w)
-        grid = (round(h * th), round(w * th))
+        pred = branch(rainy)  # resized back to the image
         loss = F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
         opt.zero_grad()
         loss.backward()
@@ -189,9 +186,10 @@ def main(argv=None) -> int:
                 nets = trainer.recipe.networks
                 for k, state in read_checkpoint(args.start)["networks"].items():
                     if k in nets:  # a new veil branch starts untrained
-                        missing, unexpected = nets[k].load_state_dict(grow_stem(state, nets[k]), strict=False)
-                        if unexpected or any(not m.startswith("veil_net.") for m in missing):
-                            raise SystemExit(f"{args.start}: {k} does not fit: {missing} {unexpected}")
+                        try:
+                            load_grown(nets[k], state)
+                        except ValueError as exc:
+                            raise SystemExit(f"{args.start}: {k}: {exc}") from exc
                 trainer.metadata["started_from"] = str(args.start)
         else:
             if not args.start:

@@ -10,7 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_nlcl.engine import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, build, grow_stem, preset
+from napari_nlcl.methods.nlcl import (
+    DEFAULT_WEIGHTS,
+    DerainNet,
+    PatchDiscriminator,
+    build,
+    grow_stem,
+    load_grown,
+    preset,
+)
 from napari_nlcl.recipes.derain import (
     DerainConfig,
     DerainRecipe,
@@ -200,6 +208,13 @@ def test_grow_stem_keeps_the_old_function_and_refuses_a_mismatch():
     assert torch.equal(grow_stem(same, new)["stem.weight"], same["stem.weight"])  # already grown: unchanged
     with pytest.raises(ValueError, match="cannot grow"):
         grow_stem(build("fast", channels=(4, 16)).state_dict(), new)
+    # load_grown: the cue and an untrained veil branch may be added; nothing else may be missing
+    veiled = build("fast", channels=(8, 16), dark_radius=3, veil=True).eval()
+    load_grown(veiled, old.state_dict())
+    assert torch.equal(veiled.stem.weight[:, :12], old.stem.weight)
+    partial = {k: v for k, v in old.state_dict().items() if not k.startswith("head.")}
+    with pytest.raises(ValueError, match="do not fit"):
+        load_grown(new, partial)
 
 
 def test_discriminator_gives_a_patch_map_and_named_contrast_layers():

@@ -172,11 +172,15 @@ class VeilNet(nn.Module):
         # a softplus, not a sigmoid: no flat region in which the branch could stop learning
         return F.softplus(self.out(f), beta=20.0).clamp(max=self.max_veil)
 
+    def thumbnail_size(self, h: int, w: int) -> tuple[int, int]:
+        """The thumbnail a ``h x w`` image is estimated on (short side ``size``, at least 8 px)."""
+        scale = min(1.0, self.size / min(h, w))
+        return max(8, round(h * scale)), max(8, round(w * scale))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        scale = min(1.0, self.size / min(h, w))
-        size = (max(8, round(h * scale)), max(8, round(w * scale)))
-        th = F.adaptive_avg_pool2d(x, size) if scale < 1.0 else F.interpolate(
+        size = self.thumbnail_size(h, w)
+        th = F.adaptive_avg_pool2d(x, size) if self.size < min(h, w) else F.interpolate(
             x, size=size, mode="bilinear", align_corners=False)
         v = self.thumbnail_veil(th)
         return F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
@@ -375,6 +379,14 @@ def grow_stem(state: dict[str, torch.Tensor], net: DerainNet) -> dict[str, torch
     return state
 
 
+def load_grown(net: DerainNet, state: dict[str, torch.Tensor]) -> None:
+    """Load a generator's ``state`` into ``net``, which may add the dark-channel cue
+    (:func:`grow_stem`) or an untrained veil branch; anything else that does not fit raises."""
+    missing, unexpected = net.load_state_dict(grow_stem(state, net), strict=False)
+    if unexpected or any(not k.startswith("veil_net.") for k in missing):
+        raise ValueError(f"these weights do not fit the network: missing {missing}, unexpected {unexpected}")
+
+
 def build(preset_name: str = "fast", output: str = "background", **overrides: Any) -> DerainNet:
     return DerainNet(preset(preset_name, **overrides), output=output)
 
@@ -397,5 +409,6 @@ __all__ = [
     "build",
     "default_model",
     "grow_stem",
+    "load_grown",
     "preset",
 ]
