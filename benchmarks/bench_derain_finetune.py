@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=None, help="default: the recipe's fine-tuning rate (1e-5)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe setting, e.g. -S sup_weight=0")
@@ -50,11 +50,12 @@ def main(argv=None) -> int:
     rainy = [r for _, _, r in pairs]
     start = args.start or DerainRecipe.default_weights
     crops = RandomCrops({"rainy": rainy}, crop=args.crop, batch_size=args.batch_size, seed=0)
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=0,
+    lr = DerainRecipe.proposed_lr(True, 5e-5) if args.lr is None else args.lr
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=lr, seed=0,
                          device="cpu")
     trainer = Trainer.from_model(start, crops, config, recipe_config={"mode": "nlcl", **settings})
     print(f"fine-tuning {start} on the 20 rainy inputs (no ground truth), batch {args.batch_size}, "
-          f"crop {args.crop}, lr {args.lr}, settings {settings}\n")
+          f"crop {args.crop}, lr {lr}, settings {settings}\n")
     print("| steps | minutes | Y-PSNR (dB) | SSIM (Y) |")
     print("|---|---|---|---|")
     p, s = evaluate(trainer.model.eval(), pairs)

@@ -76,11 +76,12 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
 
     from napari_nlcl.engine import load_recipe, save_checkpoint
     from napari_nlcl.methods.nlcl import DerainNet
-    from napari_nlcl.recipes.derain import _gaussian_blur, add_bank_rain, make_rain_bank
+    from napari_nlcl.recipes.derain import DerainConfig, _gaussian_blur, add_bank_rain, make_rain_bank
 
     recipe, payload = load_recipe(start)
     cfg = json.loads(payload["config"])
     rcfg = {**cfg["recipe"], **(settings or {})}
+    synthesis = DerainConfig(**rcfg).synthesis_kwargs()
     gen = recipe.gen_b
     net = DerainNet(type(gen.config)(**{**vars(gen.config), "veil": True}), output="background",
                     name=gen.info.name)
@@ -100,9 +101,7 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
         clean = photos_t[idx].float() / 255
         if float(torch.rand((), generator=g)) < 0.5:
             clean = clean.flip(-1)
-        rainy = add_bank_rain(clean, bank, g, layers=tuple(rcfg["rain_layers"]), opacity=tuple(rcfg["rain_opacity"]),
-                              veil=rcfg["veil"], veil_max=rcfg["veil_max"], blur=rcfg["blur"],
-                              additive=rcfg.get("additive", 0.0), veil_ref=rcfg.get("veil_ref", 0.0))
+        rainy = add_bank_rain(clean, bank, g, **synthesis)
         target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
         pred = branch(rainy)  # resized back to the image
         loss = F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
@@ -156,7 +155,8 @@ def main(argv=None) -> int:
         return 0
     if args.export:
         # the generators only: the discriminator and MLP heads are re-learnt when fine-tuning
-        export_model(args.export, DEFAULT_WEIGHTS, networks=("gen_b", "gen_r"))
+        export_model(args.export, DEFAULT_WEIGHTS, networks=("gen_b", "gen_r"),
+                     settings=json.loads(args.recipe_json))  # e.g. the settings fine-tuning should use
         print(f"exported {args.export} -> {DEFAULT_WEIGHTS} ({DEFAULT_WEIGHTS.stat().st_size / 1e6:.2f} MB)")
         return 0
     clean = clean_photos(args.data / "clean")

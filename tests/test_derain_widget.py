@@ -110,5 +110,7 @@ def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     stored = recipe_config_of(DEFAULT_WEIGHTS)[1]
     for name in ("layer_weight", "location_weight", "gan_weight", "transplant_weight"):
         assert w._advanced[name].value == pytest.approx(stored[name])  # fine-tuning keeps them
+    assert w.lr_spin.value == pytest.approx(1e-5)  # and a gentle rate (the recipe's fine_tune_lr)
     w.start_combo.value = SCRATCH
     assert w._advanced["location_weight"].value == DerainConfig().location_weight
+    assert w.lr_spin.value == pytest.approx(1e-4)

@@ -142,3 +142,12 @@ def test_cli_lists_methods_and_writes_samples(tmp_path, capsys):
     assert cli.main(["samples", str(tmp_path)]) == 0
     assert sorted(os.listdir(tmp_path)) == ["hazy_scene.png", "rainy_scene.png", "translation_source.png",
                                            "translation_target.png"]
+
+
+def test_setting_values_are_parsed_into_numbers_flags_and_pairs():
+    assert cli._parse_option("steps=5") == ("steps", 5)
+    assert cli._parse_option("gan-weight=0.05") == ("gan_weight", 0.05)
+    assert cli._parse_option("asymmetric=off") == ("asymmetric", False)
+    assert cli._parse_option("transplant_gain=1,2.5") == ("transplant_gain", [1, 2.5])
+    assert cli._parse_option("rain_opacity=[0.1, 0.5]") == ("rain_opacity", [0.1, 0.5])
+    assert cli._parse_option("patch_features=flatten") == ("patch_features", "flatten")

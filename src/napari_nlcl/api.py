@@ -257,7 +257,7 @@ def finetune(
     steps: int = 300,
     crop: int = 128,
     batch_size: int = 4,
-    lr: float = 1e-4,
+    lr: float | None = None,
     seed: int = 0,
     device: str = "auto",
     checkpoint: Any = None,
@@ -279,7 +279,9 @@ def finetune(
         scratch.  ``"auto"``: the shipped default for dehaze and derain
         (fine-tuning), scratch for translate (a new pair of domains).
     steps, crop, batch_size, lr, seed, device
-        Training settings (:class:`~napari_nlcl.engine.TrainConfig`).
+        Training settings (:class:`~napari_nlcl.engine.TrainConfig`).  ``lr=None``
+        takes the recipe's fine-tuning rate when starting from a model (1e-5 for
+        derain), else 1e-4.
     checkpoint : path, optional
         Where to save (at the end, and when a ``fit_iter()`` loop is stopped).
     **settings
@@ -303,10 +305,11 @@ def finetune(
     merged = {**overrides, **settings}
     crops = RandomCrops(data, crop=crop, batch_size=batch_size, paired=paired, seed=seed,
                         **cls.data_options(merged))
-    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
-                         schedule=cls.schedule)
     if isinstance(start, str) and start == "auto":
         start = "default" if cls.fine_tune_by_default else None
+    lr = cls.proposed_lr(start is not None, 1e-4) if lr is None else lr
+    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
+                         schedule=cls.schedule)
     if start is None:
         return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
     if isinstance(start, str) and start == "default":

@@ -35,6 +35,8 @@ def _parse_value(text: str) -> Any:
             return cast(text)
         except ValueError:
             pass
+    if "," in text:  # a pair or list of values: -S rain_opacity=0.1,0.5
+        return [_parse_value(part.strip()) for part in text.strip("[]()").split(",")]
     return text
 
 
@@ -129,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--crop", type=int, default=128, help="crop size in pixels")
     t.add_argument("--batch-size", type=int, default=1)
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 2e-4; with --from, the recipe's fine-tuning rate if it has one)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--schedule", default=None, choices=["constant", "linear", "cosine"],
                    help="learning-rate schedule (default: the recipe's; translate decays linearly "
@@ -273,7 +276,8 @@ def _run_train(args: argparse.Namespace) -> Path:
         trainer = Trainer.resume(out, data, steps=args.steps)
     else:
         config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed,
+            steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+            lr=cls.proposed_lr(bool(start), 2e-4) if args.lr is None else args.lr, seed=args.seed,
             schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
             checkpoint_every=args.checkpoint_every,
         )

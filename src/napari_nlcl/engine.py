@@ -130,6 +130,14 @@ class Recipe:
     fine_tune_by_default: ClassVar[bool] = True
     #: learning-rate schedule the front ends use unless told otherwise (see TrainConfig)
     schedule: ClassVar[str] = "constant"
+    #: learning rate the front ends propose when they start from a trained model (None: their
+    #: general default); a well-trained model can need a much gentler rate than a new one
+    fine_tune_lr: ClassVar[float | None] = None
+
+    @classmethod
+    def proposed_lr(cls, fine_tuning: bool, general: float) -> float:
+        """The learning rate a front end proposes: ``fine_tune_lr`` when fine-tuning, else ``general``."""
+        return cls.fine_tune_lr if fine_tuning and cls.fine_tune_lr is not None else general
 
     @classmethod
     def plan_data(cls, given: Iterable[str]) -> tuple[dict[str, Any], bool]:
@@ -374,18 +382,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
-                 networks: Iterable[str] | None = None) -> Path:
+                 networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None) -> Path:
     """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
 
     The result loads everywhere a model file is accepted and can be fine-tuned
     (``--from``), but not resumed: a third of the size for Adam-trained models.
     ``networks`` keeps only those networks (e.g. drop a discriminator that
     fine-tuning can re-learn); the others start fresh when the file is loaded.
+    ``settings`` replace stored recipe settings (those fine-tuning from the
+    file starts with; validated here, recorded in the metadata).
     """
     payload = read_checkpoint(src)
     keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
             "config", "metadata", "step", "networks")
     out = {**{k: payload[k] for k in keep if k in payload}, "exported": True}
+    if settings:
+        config = json.loads(payload["config"])
+        config["recipe"] = {**config["recipe"], **settings}
+        config_from_dict(recipe_class(payload["recipe"]).Config, config["recipe"])  # refuses bad ones
+        out["config"] = json.dumps(config)
+        meta = json.loads(payload.get("metadata") or "{}")
+        meta["export_settings"] = settings
+        out["metadata"] = json.dumps(meta)
     if networks is not None:
         networks = list(networks)
         missing = sorted(set(networks) - set(payload["networks"]))

@@ -228,6 +228,8 @@ class TrainWidget(Container):
         from napari_nlcl.engine import recipe_config_of
 
         start = self.start_combo.value
+        if start is not None:
+            self.lr_spin.value = self._recipe_cls().proposed_lr(start != SCRATCH, 1e-4)
         if not self._advanced or start is None:
             return
         stored: dict[str, Any] = {}
