@@ -18,7 +18,8 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
 
 ``--stage synthetic --from MODEL --recipe-json '{"net": {"dark_radius": 7}}'``
 continues a model with a wider network: the new stem inputs (the dark-channel
-cue) start at zero weight, and a new veil branch (``"veil": true``) starts
+cue) start at zero weight, one more U-Net level (``"channels": [32, 64, 128, 256]``)
+starts as a zero contribution, and a new veil branch (``"veil": true``) starts
 untrained (:func:`napari_nlcl.methods.nlcl.load_grown`).
 
 Logs one line every 50 steps; a checkpoint every 250 steps.

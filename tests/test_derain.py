@@ -218,6 +218,28 @@ def test_grow_stem_keeps_the_old_function_and_refuses_a_mismatch():
         load_grown(new, partial)
 
 
+def test_a_deepened_unet_keeps_the_old_function_then_learns_from_farther_away():
+    old = build("fast", channels=(8, 16), dark_radius=2).eval()
+    torch.nn.init.normal_(old.head.weight, 0, 0.05)
+    deep = build("fast", channels=(8, 16, 32), dark_radius=2).eval()
+    load_grown(deep, old.state_dict())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(old(x), deep(x), atol=1e-6)
+    assert deep.info.receptive_field > old.info.receptive_field and torch.count_nonzero(deep.up[1].weight) == 0
+    # the new level is trainable: one step moves the output
+    deep.train()
+    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
+    loss = (deep(x) - x * 0.5).abs().mean()
+    loss.backward()
+    assert deep.up[1].weight.grad.abs().sum() > 0
+    opt.step()
+    with torch.no_grad():
+        assert not torch.allclose(old(x), deep.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):  # the old bottom is not as wide as that level
+        load_grown(build("fast", channels=(8, 24, 32), dark_radius=2), old.state_dict())
+
+
 def test_discriminator_gives_a_patch_map_and_named_contrast_layers():
     d = PatchDiscriminator(3, ndf=8)
     out = d(torch.rand(2, 3, 64, 64))

@@ -379,10 +379,41 @@ def grow_stem(state: dict[str, torch.Tensor], net: DerainNet) -> dict[str, torch
     return state
 
 
+def deepen(state: dict[str, torch.Tensor], net: DerainNet) -> dict[str, torch.Tensor]:
+    """``state`` of a U-Net with one level fewer than ``net``, fitted to ``net``.
+
+    The old bottom (``2 * blocks`` blocks) becomes the new deepest level's
+    encoder and decoder blocks, and the new level below them (a stride-2 conv,
+    its bottom, a 1x1 conv up) adds the output of a zero-initialised 1x1 conv:
+    the deeper network computes exactly what the old one did until it is trained,
+    while it can learn context from twice the distance.
+    """
+    level = len(net.enc) - 1 if net.config.arch == "unet" else -1
+    if level < 1 or f"enc.{level}.0.conv1.weight" in state or "bottom.0.conv1.weight" not in state:
+        return state
+    b = net.config.blocks
+    out = {k: v for k, v in state.items() if not k.startswith("bottom.")}
+    for key, value in state.items():
+        if key.startswith("bottom."):
+            i, rest = key[len("bottom."):].split(".", 1)
+            i = int(i)
+            out[f"enc.{level}.{i}.{rest}" if i < b else f"dec.{level}.{i - b}.{rest}"] = value
+    for key, value in net.state_dict().items():
+        if key.startswith((f"down.{level}.", "bottom.")):
+            out[key] = value.clone()
+        elif key.startswith(f"up.{level}."):
+            out[key] = torch.zeros_like(value)
+    return out
+
+
 def load_grown(net: DerainNet, state: dict[str, torch.Tensor]) -> None:
     """Load a generator's ``state`` into ``net``, which may add the dark-channel cue
-    (:func:`grow_stem`) or an untrained veil branch; anything else that does not fit raises."""
-    missing, unexpected = net.load_state_dict(grow_stem(state, net), strict=False)
+    (:func:`grow_stem`), one more U-Net level (:func:`deepen`) or an untrained veil branch;
+    anything else that does not fit raises."""
+    try:
+        missing, unexpected = net.load_state_dict(deepen(grow_stem(state, net), net), strict=False)
+    except RuntimeError as exc:  # shapes that differ
+        raise ValueError(f"these weights do not fit the network: {exc}") from None
     if unexpected or any(not k.startswith("veil_net.") for k in missing):
         raise ValueError(f"these weights do not fit the network: missing {missing}, unexpected {unexpected}")
 
