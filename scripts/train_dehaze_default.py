@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _training_log import run_logged
+from _training_log import fit_branch, run_logged
 
 from napari_nlcl.data import RandomCrops
 from napari_nlcl.engine import TrainConfig, Trainer, export_model
@@ -92,22 +92,13 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
             weights.append((1.0 / t[:, y:y + size, x:x + size].clamp(min=0.05) - 1.0).mean())
         return torch.stack(xs), torch.stack(airs), torch.stack(weights)
 
-    opt = torch.optim.Adam(branch.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    branch.train()
-    started, running = time.perf_counter(), []
-    for step in range(1, steps + 1):
+    def loss_at(step: int) -> torch.Tensor:
         x, a, w = batch()
-        loss = ((branch(x) - a).abs().mean(1) * w).sum() / w.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % 250 == 0 or step == steps:
-            print(json.dumps({"airlight_step": step, "minutes": round((time.perf_counter() - started) / 60, 2),
-                              "airlight": round(float(np.mean(running)), 4)}), flush=True)
-            running.clear()
+        return ((branch(x) - a).abs().mean(1) * w).sum() / w.sum()
+
+    branch.train()
+    started = fit_branch(branch.parameters(), loss_at, steps, lr, stage="airlight", every=250,
+                         report=lambda err: {"airlight": round(err, 4)})
     net_state = dict(payload["networks"]["net"])
     for k, v in branch.state_dict().items():
         net_state[f"airlight.{k}"] = v.detach().clone()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _training_log import run_logged
+from _training_log import fit_branch, run_logged
 
 from napari_nlcl.data import RandomCrops
 from napari_nlcl.engine import TrainConfig, Trainer, export_model, read_checkpoint, recipe_config_of
@@ -94,10 +94,8 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     bank, _ = make_rain_bank(rcfg.get("rain_bank", 128) // 4, bank_size, seed)
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.Adam(branch.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    started, running = time.perf_counter(), []
-    for step in range(1, steps + 1):
+
+    def loss_at(step: int) -> torch.Tensor:
         idx = torch.randint(len(photos_t), (batch_size,), generator=g)
         clean = photos_t[idx].float() / 255
         if float(torch.rand((), generator=g)) < 0.5:
@@ -105,16 +103,10 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
         rainy = add_bank_rain(clean, bank, g, **synthesis)
         target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
         pred = branch(rainy)  # resized back to the image
-        loss = F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        running.append(loss.item())
-        if step % 100 == 0 or step == steps:
-            print(json.dumps({"veil_step": step, "minutes": round((time.perf_counter() - started) / 60, 2),
-                              "veil_rmse": round(float(np.mean(running)) ** 0.5, 4)}), flush=True)
-            running.clear()
+        return F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
+
+    started = fit_branch(branch.parameters(), loss_at, steps, lr, stage="veil", every=100,
+                         report=lambda mse: {"veil_rmse": round(mse ** 0.5, 4)})
     nets = dict(payload["networks"])
     nets["gen_b"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
     payload["networks"] = nets
