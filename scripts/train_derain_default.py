@@ -37,7 +37,7 @@ import torch
 from _training_log import fit_branch, run_logged
 
 from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import TrainConfig, Trainer, export_model, read_checkpoint, recipe_config_of
+from napari_nlcl.engine import TrainConfig, Trainer, export_model, model_networks, read_checkpoint, recipe_config_of
 from napari_nlcl.io import _imread, list_images
 from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, load_grown
 
@@ -92,6 +92,8 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     photos_t = torch.stack([F.interpolate(torch.from_numpy(im).permute(2, 0, 1)[None].float(), size=size,
                                           mode="area")[0].to(torch.uint8) for im in images])
     bank, _ = make_rain_bank(rcfg.get("rain_bank", 128) // 4, bank_size, seed)
+    sheet_bank = make_rain_bank(rcfg.get("rain_bank", 128) // 8, bank_size, seed + 1, kind="sheets")[0] \
+        if synthesis["sheets"] else None
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
 
@@ -100,7 +102,7 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
         clean = photos_t[idx].float() / 255
         if float(torch.rand((), generator=g)) < 0.5:
             clean = clean.flip(-1)
-        rainy = add_bank_rain(clean, bank, g, **synthesis)
+        rainy = add_bank_rain(clean, bank, g, **synthesis, sheet_bank=sheet_bank)
         target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
         pred = branch(rainy)  # resized back to the image
         return F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipe-json", default="{}", help='more recipe settings, e.g. \'{"asymmetric": false}\'')
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="keep a moving average of the weights with this decay (e.g. 0.999); it is what is exported")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--from", dest="start", type=Path, help="stage 2: start from this stage-1 model")
     ap.add_argument("--resume", type=Path)
@@ -168,7 +172,8 @@ def main(argv=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         lr = args.lr or (5e-4 if args.stage == "synthetic" else 5e-5)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=lr,
-                             seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250)
+                             seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250,
+                             ema=args.ema)
         settings = {"rain_bank": 512, "veil": 0.5, **json.loads(args.recipe_json)}
         meta = {"command": " ".join(sys.argv)}
         if args.stage == "synthetic":
@@ -177,7 +182,7 @@ def main(argv=None) -> int:
                                                checkpoint=out, metadata=meta)
             if args.start:  # continue the generators, grown to the requested network if needed
                 nets = trainer.recipe.networks
-                for k, state in read_checkpoint(args.start)["networks"].items():
+                for k, state in model_networks(read_checkpoint(args.start)).items():
                     if k in nets:  # a new veil branch starts untrained
                         try:
                             load_grown(nets[k], state)

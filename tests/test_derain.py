@@ -310,6 +310,51 @@ def test_downpour_is_a_strong_grey_veil_seen_through_streaks():
             DerainConfig(**bad)
 
 
+def _correlation(a: torch.Tensor, lag: int, dim: int) -> float:
+    """Autocorrelation of the maps ``(N, 1, H, W)`` at ``lag`` pixels along ``dim``."""
+    a = a - a.mean((-2, -1), keepdim=True)
+    n = a.shape[dim]
+    return float((a.narrow(dim, lag, n - lag) * a.narrow(dim, 0, n - lag)).mean() / (a * a).mean())
+
+
+def test_sheet_bank_holds_longer_wider_streaks_and_downpours_use_it():
+    streaks, _ = make_rain_bank(24, 128, seed=2)
+    sheets, angles = make_rain_bank(24, 128, seed=2, kind="sheets")
+    assert sheets.shape == streaks.shape and np.all(np.diff(angles) >= 0) and np.abs(angles).max() <= 30
+    # long: correlated far down the streak; wide: correlated across it
+    assert _correlation(sheets, 24, -2) > _correlation(streaks, 24, -2) + 0.15
+    assert _correlation(sheets, 3, -1) > _correlation(streaks, 3, -1) + 0.15
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_rain_bank(2, 32, kind="drizzle")
+
+    clean = torch.rand(4, 3, 96, 96) * 0.4
+    kw = {"veil": 0.0, "downpour": 1.0, "downpour_veil": (0.0, 0.0), "blur": 0.0}
+    plain = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw)
+    sheeted = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheets=1.0, sheet_bank=sheets)
+    rain_plain, rain_sheet = (plain - clean).mean(1, keepdim=True), (sheeted - clean).mean(1, keepdim=True)
+    assert _correlation(rain_sheet, 3, -1) > _correlation(rain_plain, 3, -1) + 0.3
+    assert _correlation(rain_sheet, 8, -2) > _correlation(rain_plain, 8, -2) + 0.15
+    assert (rain_sheet > -1e-6).all() and rain_sheet.mean() > 0.01
+    # sheets only change downpours, and sheets=0 draws nothing more (the seeded stream of before)
+    light = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), veil=0.0)
+    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), veil=0.0, sheets=1.0,
+                                     sheet_bank=sheets), light)
+    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheet_bank=sheets), plain)
+    with pytest.raises(ValueError, match="needs a sheet_bank"):
+        add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheets=0.5)
+    with pytest.raises(ValueError, match="downpour_sheets is a probability"):
+        DerainConfig(downpour_sheets=2.0)
+
+
+def test_recipe_builds_a_sheet_bank_only_when_downpours_use_sheets():
+    small = {"rain_bank": 8, "rain_bank_size": 64}
+    assert build_recipe("derain", DerainConfig(**small), device="cpu").sheet_bank is None
+    recipe = build_recipe("derain", DerainConfig(**small, downpour=1.0, downpour_sheets=1.0), device="cpu")
+    assert recipe.sheet_bank.shape == (4, 1, 64, 64)
+    rainy = recipe.synthesize(torch.rand(2, 3, 64, 64) * 0.3)
+    assert rainy.shape == (2, 3, 64, 64) and torch.isfinite(rainy).all()
+
+
 def test_veil_field_is_smooth_positive_and_seeded():
     f = veil_field(96, 128, torch.Generator().manual_seed(4))
     assert f.shape == (1, 96, 128) and (f >= 0).all()

@@ -12,6 +12,7 @@ from napari_nlcl.data import ImageSource, RandomCrops
 from napari_nlcl.engine import (
     Trainer,
     TrainConfig,
+    export_model,
     load_recipe,
     read_checkpoint,
     register_recipe,
@@ -74,6 +75,60 @@ def test_stop_leaves_valid_checkpoint_and_resume_is_exact(tmp_path):
     rest = [e.losses["l1"] for e in resumed.fit()]
     assert resumed.step == 20
     np.testing.assert_allclose(first + rest, ref_losses, rtol=1e-6, atol=1e-7)
+    for a, b in zip(ref.recipe.net.parameters(), resumed.recipe.net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_weight_average_follows_the_weights_and_is_what_a_model_file_gives(tmp_path):
+    run = _trainer(tmp_path, steps=30, ema=0.9)
+    trained_params = []
+    averages = {k: v.clone() for k, v in run.recipe.net.state_dict().items()}
+    for event in run.fit_iter():  # the average is the warmed-up EMA of the weights after each step
+        if event.kind != "step":
+            continue
+        decay = min(0.9, (event.step) / (event.step + 9))
+        for k, v in run.recipe.net.state_dict().items():
+            averages[k] = decay * averages[k] + (1 - decay) * v
+        trained_params.append({k: v.clone() for k, v in run.recipe.net.state_dict().items()})
+    for k, v in averages.items():
+        torch.testing.assert_close(run.ema["net"][k], v, rtol=1e-5, atol=1e-6)
+    last = trained_params[-1]
+    assert any(not torch.allclose(run.ema["net"][k], last[k]) for k in last)  # an average, not the last weights
+    # the model file gives the average; the trained weights stay for resuming
+    payload = read_checkpoint(tmp_path / "toy.pt")
+    for k in last:
+        torch.testing.assert_close(payload["networks"]["net"][k], last[k])
+    recipe, _ = load_recipe(tmp_path / "toy.pt")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(recipe.net(x), run.model(x))
+        assert not torch.allclose(run.model(x), run.recipe.net(x))
+        # trainer.model is a copy holding the average: the trained network is left as it was
+        for k, v in run.recipe.net.state_dict().items():
+            torch.testing.assert_close(v, last[k])
+    raw, _ = load_recipe(tmp_path / "toy.pt", averaged=False)
+    torch.testing.assert_close(raw.net(x), run.recipe.net(x))
+    export_model(tmp_path / "toy.pt", tmp_path / "toy_export.pt")
+    exported = read_checkpoint(tmp_path / "toy_export.pt")
+    assert "ema" not in exported and "optimizers" not in exported
+    for k, v in exported["networks"]["net"].items():
+        torch.testing.assert_close(v, run.ema["net"][k])
+    with pytest.raises(ValueError, match="ema is a decay"):
+        TrainConfig(ema=1.0)
+
+
+def test_resume_continues_the_weight_average_exactly(tmp_path):
+    ref = _trainer(steps=16, ema=0.8)
+    ref.fit()
+    run = _trainer(tmp_path, steps=16, ema=0.8)
+    gen = run.fit_iter()
+    for _ in range(7):
+        next(gen)
+    gen.close()
+    resumed = Trainer.resume(tmp_path / "toy.pt", _data())
+    resumed.fit()
+    for k, v in ref.ema["net"].items():
+        torch.testing.assert_close(resumed.ema["net"][k], v, rtol=1e-6, atol=1e-7)
     for a, b in zip(ref.recipe.net.parameters(), resumed.recipe.net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
@@ -241,6 +296,14 @@ def test_cli_train_stop_and_resume(tmp_path, capsys):
     assert payload["step"] == 6 and '"width": 4' in payload["config"]
     assert cli.main(args[:-4] + ["--resume", "--steps", "9"]) == 0
     assert read_checkpoint(out)["step"] == 9
+    assert "ema" not in read_checkpoint(out)
+    averaged = tmp_path / "toy_ema.pt"
+    ema_args = [str(averaged) if a == str(out) else a for a in args]
+    assert cli.main(ema_args + ["--ema", "0.9"]) == 0
+    capsys.readouterr()
+    assert set(read_checkpoint(averaged)["ema"]) == {"net"}
+    assert cli.main(ema_args + ["--ema", "1.5"]) == 2
+    assert "ema is a decay" in capsys.readouterr().err
     assert cli.main(["dehaze", str(folder / "f0.png"), "-m", "dcp", "-o", str(tmp_path / "x.png")]) == 0
     # errors are one line
     assert cli.main(["train", "nope", "--data", str(folder), "-o", str(out)]) == 2

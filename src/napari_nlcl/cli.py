@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between saves (0: end only)")
+    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep a moving average of the weights (e.g. 0.999); the model file then gives the average")
     t.add_argument("--mode", help="recipe mode (translate: cut, fastcut or single; dehaze and derain "
                    "choose theirs from the data given)")
     t.add_argument("-S", "--set", action="append", type=_parse_option, default=[], metavar="KEY=VALUE",
@@ -279,7 +281,7 @@ def _run_train(args: argparse.Namespace) -> Path:
             steps=args.steps, batch_size=args.batch_size, crop=args.crop,
             lr=cls.proposed_lr(bool(start), 2e-4) if args.lr is None else args.lr, seed=args.seed,
             schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
-            checkpoint_every=args.checkpoint_every,
+            checkpoint_every=args.checkpoint_every, ema=args.ema,
         )
         meta = {"command": "napari-nlcl train"}
         if start:

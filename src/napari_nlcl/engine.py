@@ -20,6 +20,8 @@ from the file alone, by name from the recipe registry.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import importlib
 import json
@@ -54,6 +56,13 @@ class TrainConfig:
     ``schedule``: ``"constant"``; ``"linear"`` keeps the rate until
     ``decay_start`` (a fraction of ``steps``) and then decays it linearly to
     zero (CUT); ``"cosine"`` decays along a half cosine from ``decay_start``.
+    ``ema`` > 0 keeps an exponential moving average of every network's weights
+    (decay ``ema`` per step, e.g. 0.999: about the last 1,000 steps; warmed up
+    as ``min(ema, (1 + n) / (10 + n))``).  The average is saved beside the
+    trained weights and is what a model file gives at inference, what
+    :func:`export_model` keeps and what fine-tuning starts from; training and
+    resuming continue the trained weights.  Averaging smooths the step-to-step
+    noise of the last weights (Polyak averaging; Izmailov et al.'s SWA).
     """
 
     steps: int = 1000
@@ -68,6 +77,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 0
     preview_every: int = 0
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop"):
@@ -85,6 +95,8 @@ class TrainConfig:
         for name in ("checkpoint_every", "preview_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 = never)")
+        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
+            raise ValueError(f"ema is a decay in [0, 1) (0 = no weight average, 0.999 typical), got {self.ema!r}")
 
 
 def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
@@ -381,12 +393,18 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def model_networks(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's weights for use: the moving averages where it has them (``TrainConfig.ema``)."""
+    return {**payload["networks"], **(payload.get("ema") or {})}
+
+
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
                  networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None) -> Path:
     """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
 
     The result loads everywhere a model file is accepted and can be fine-tuned
     (``--from``), but not resumed: a third of the size for Adam-trained models.
+    A run with a weight average (``TrainConfig.ema``) exports the average.
     ``networks`` keeps only those networks (e.g. drop a discriminator that
     fine-tuning can re-learn); the others start fresh when the file is loaded.
     ``settings`` replace stored recipe settings (those fine-tuning from the
@@ -396,6 +414,7 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
     keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
             "config", "metadata", "step", "networks")
     out = {**{k: payload[k] for k in keep if k in payload}, "exported": True}
+    out["networks"] = model_networks(payload)
     if settings:
         config = json.loads(payload["config"])
         config["recipe"] = {**config["recipe"], **settings}
@@ -409,12 +428,17 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
         missing = sorted(set(networks) - set(payload["networks"]))
         if missing:
             raise ValueError(f"{src} has no network(s) {missing}; it has {sorted(payload['networks'])}")
-        out["networks"] = {k: payload["networks"][k] for k in networks}
+        out["networks"] = {k: out["networks"][k] for k in networks}
     return save_checkpoint(dst, out)
 
 
-def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe, dict[str, Any]]:
-    """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload)."""
+def load_recipe(path: str | os.PathLike, *, device: Any = "cpu",
+                averaged: bool = True) -> tuple[Recipe, dict[str, Any]]:
+    """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload).
+
+    ``averaged``: the weight averages where the checkpoint has them
+    (:func:`model_networks`); ``False`` gives the trained weights (to resume).
+    """
     payload = read_checkpoint(path)
     config = json.loads(payload["config"])
     cls = recipe_class(payload["recipe"])
@@ -425,7 +449,7 @@ def load_recipe(path: str | os.PathLike, *, device: Any = "cpu") -> tuple[Recipe
         )
     recipe = build_recipe(payload["recipe"], config["recipe"], device=device,
                           seed=config["train"].get("seed", 0))
-    for name, state in payload["networks"].items():
+    for name, state in (model_networks(payload) if averaged else payload["networks"]).items():
         if name not in recipe.networks:
             raise ValueError(f"{path}: network {name!r} is not part of recipe {payload['recipe']!r}")
         try:
@@ -504,11 +528,51 @@ class Trainer:
             name: torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
             for name, opt in recipe.optimizers.items()
         }
+        # weight averages: name -> state dict (floating tensors averaged, others copied)
+        self.ema: dict[str, dict[str, torch.Tensor]] | None = None
+        self._ema_updates = 0
+        if self.config.ema:
+            self.ema = {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+                        for name, net in recipe.networks.items()}
+
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema, (1 + self._ema_updates) / (10 + self._ema_updates))
+        self._ema_updates += 1
+        with torch.no_grad():
+            for name, net in self.recipe.networks.items():
+                avg = self.ema[name]
+                for k, v in net.state_dict().items():
+                    if v.is_floating_point():
+                        avg[k].lerp_(v, 1.0 - decay)
+                    else:
+                        avg[k].copy_(v)
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """Within the block the recipe's networks hold the weight averages (if any)."""
+        if not self.ema:
+            yield
+            return
+        nets = self.recipe.networks
+        trained = {name: {k: v.detach().clone() for k, v in net.state_dict().items()} for name, net in nets.items()}
+        try:
+            for name, net in nets.items():
+                net.load_state_dict(self.ema[name])
+            yield
+        finally:
+            for name, net in nets.items():
+                net.load_state_dict(trained[name])
 
     @property
     def model(self) -> nn.Module:
-        """The network being trained, as used at inference (``dehaze(x, method=trainer.model)``)."""
-        return self.recipe.inference_model()
+        """The network being trained, as used at inference (``dehaze(x, method=trainer.model)``).
+
+        With a weight average (``TrainConfig.ema``): a copy holding the average.
+        """
+        if not self.ema:
+            return self.recipe.inference_model()
+        with self.averaged_weights():
+            return copy.deepcopy(self.recipe.inference_model())
 
     @classmethod
     def from_recipe_name(
@@ -537,7 +601,7 @@ class Trainer:
         recipe = build_recipe(payload["recipe"], merged, device=select_device(config.device),
                               seed=config.seed)
         try:
-            recipe.start_from(payload["networks"])
+            recipe.start_from(model_networks(payload))
         except RuntimeError as exc:
             raise ValueError(f"{source}: its weights do not fit the requested network: {exc}") from exc
         meta = dict(kwargs.pop("metadata", None) or {})
@@ -563,7 +627,7 @@ class Trainer:
             train_cfg.steps = int(steps)
         if device is not None:
             train_cfg.device = device
-        recipe, _ = load_recipe(path, device=select_device(train_cfg.device))
+        recipe, _ = load_recipe(path, device=select_device(train_cfg.device), averaged=False)
         kwargs.setdefault("checkpoint", path)
         kwargs.setdefault("metadata", json.loads(payload.get("metadata", "{}")))
         trainer = cls(recipe, data, train_cfg, **kwargs)
@@ -618,6 +682,8 @@ class Trainer:
                 "data": json.dumps(_jsonable(data_state)) if data_state is not None else "",
             },
             "extra": r.extra_state(),
+            **({"ema": {k: dict(v) for k, v in self.ema.items()}, "ema_updates": self._ema_updates}
+               if self.ema else {}),
         }
 
     def _load_training_state(self, payload: Mapping[str, Any]) -> None:
@@ -634,6 +700,11 @@ class Trainer:
         if rng.get("data") and hasattr(self.data, "set_state"):
             self.data.set_state(json.loads(rng["data"]))
         self.step = int(payload["step"])
+        if self.ema is not None and payload.get("ema"):
+            for name, state in payload["ema"].items():
+                for k, v in state.items():
+                    self.ema[name][k].copy_(v)
+            self._ema_updates = int(payload.get("ema_updates", 0))
         for sched in self.schedulers.values():  # LambdaLR lr follows its own counter
             for g, lr in zip(sched.optimizer.param_groups, sched.get_last_lr()):
                 g["lr"] = lr
@@ -671,6 +742,8 @@ class Trainer:
                     losses = r.training_step(batch, self.step)
                 if r.scaler is not None:
                     r.scaler.update()
+                if self.ema is not None:
+                    self._update_ema()
                 with warnings.catch_warnings():
                     # an optimiser a recipe leaves idle (e.g. the discriminator's when its loss
                     # weight is 0) still follows the schedule; torch warns about that

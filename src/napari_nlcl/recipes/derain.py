@@ -111,6 +111,9 @@ class DerainConfig:
     veil_ref: float = 0.0  # > 0: the veil scales with the streaks' mean light, full range from this
     downpour: float = 0.0  # probability of heavy rain: faint dense streaks over a strong added veil
     downpour_veil: tuple = (0.1, 0.4)  # the range of a downpour's veil (before veil_field's variation)
+    # probability that a downpour's streak layer is a sheet: long (30-200 px), wide (2.5-8 px),
+    # soft streaks, how heavy rain close to the camera looks (see sheet_params)
+    downpour_sheets: float = 0.0
     # squared error of a veil branch (net={"veil": True}) to the synthetic veil: its mean, not
     # its median (L1's choice, which is "no veil" while half of the crops have none)
     veil_weight: float = 10.0
@@ -122,7 +125,7 @@ class DerainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
-                     "pseudo_clean"):
+                     "pseudo_clean", "downpour_sheets"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -142,7 +145,7 @@ class DerainConfig:
         self.transplant_gain = tuple(float(v) for v in self.transplant_gain)
         if len(self.transplant_gain) != 2 or not 0 < self.transplant_gain[0] <= self.transplant_gain[1] <= 4:
             raise ValueError(f"transplant_gain must be (low, high) with 0 < low <= high <= 4, got {self.transplant_gain}")
-        for name in ("downpour", "pseudo_clean"):
+        for name in ("downpour", "pseudo_clean", "downpour_sheets"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if len(self.downpour_veil) != 2 or not 0 <= self.downpour_veil[0] <= self.downpour_veil[1] <= 1:
@@ -159,7 +162,8 @@ class DerainConfig:
         """The :func:`add_bank_rain` settings of this recipe (its rain synthesis)."""
         return {"layers": self.rain_layers, "opacity": self.rain_opacity, "veil": self.veil,
                 "veil_max": self.veil_max, "blur": self.blur, "additive": self.additive,
-                "veil_ref": self.veil_ref, "downpour": self.downpour, "downpour_veil": self.downpour_veil}
+                "veil_ref": self.veil_ref, "downpour": self.downpour, "downpour_veil": self.downpour_veil,
+                "sheets": self.downpour_sheets}
 
     @property
     def min_crop(self) -> int:
@@ -178,14 +182,35 @@ def streak_params(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
-def make_rain_bank(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-    """``n`` streak maps ``(n, 1, size, size)`` in [0, 1] sorted by angle, and their angles."""
+def sheet_params(rng: np.random.Generator) -> dict[str, float]:
+    """A downpour's sheet layer: long, wide, soft streaks (heavy rain falling close to the camera).
+
+    Dense rain near the lens is defocused and motion-blurred into bands several
+    pixels wide and tens to hundreds long, mostly near vertical; thin short
+    streaks (:func:`streak_params`) never add up to that texture.
+    """
+    return {
+        "density": float(math.exp(rng.uniform(math.log(0.004), math.log(0.04)))),
+        "angle": float(np.clip(rng.normal(0.0, 6.0), -30.0, 30.0) if rng.random() < 0.7 else rng.uniform(-30.0, 30.0)),
+        "length": float(math.exp(rng.uniform(math.log(30.0), math.log(200.0)))),
+        "width": float(rng.uniform(2.5, 8.0)),
+    }
+
+
+def make_rain_bank(n: int, size: int, seed: int = 0, *, kind: str = "streaks") -> tuple[torch.Tensor, np.ndarray]:
+    """``n`` streak maps ``(n, 1, size, size)`` in [0, 1] sorted by angle, and their angles.
+
+    ``kind``: ``"streaks"`` (:func:`streak_params`) or ``"sheets"`` (:func:`sheet_params`).
+    """
     from ..synth import add_rain
 
+    kinds = {"streaks": streak_params, "sheets": sheet_params}
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {sorted(kinds)}, got {kind!r}")
     rng = np.random.default_rng(seed)
     maps, angles = [], []
     for _ in range(n):
-        p = streak_params(rng)
+        p = kinds[kind](rng)
         s, _ = add_rain(np.zeros((size, size), np.float32), **p, opacity=1.0, layers=1, rng=rng)
         maps.append(s)
         angles.append(p["angle"])
@@ -220,7 +245,8 @@ def veil_field(h: int, w: int, generator: torch.Generator, *, grid: int = 2) -> 
 def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Generator, *,
                   layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.5, blur: float = 1.5,
                   veil_max: float = 0.2, additive: float = 0.0, veil_ref: float = 0.0,
-                  downpour: float = 0.0, downpour_veil=(0.1, 0.4), return_veil: bool = False):
+                  downpour: float = 0.0, downpour_veil=(0.1, 0.4), sheets: float = 0.0,
+                  sheet_bank: torch.Tensor | None = None, return_veil: bool = False):
     """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1] (``rainy >= clean``).
 
     Per image: one to ``layers[1]`` streak maps of similar angle from
@@ -235,7 +261,10 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     al.'s rain accumulation): two to four faint streak layers (the lower half
     of the opacity range) over a strong added veil of ``downpour_veil`` times
     :func:`veil_field`, always additive; a downpour is seen through its dense
-    streaks, which is what tells it from a bright, low-contrast scene.
+    streaks, which is what tells it from a bright, low-contrast scene.  Each
+    of a downpour's layers is, with probability ``sheets``, taken from
+    ``sheet_bank`` instead (long wide soft streaks, :func:`sheet_params`) at
+    the angle closest to the first layer's.
     With probability
     ``additive`` the rain is added, ``O = min(B + R, 1)`` (the model of the
     common synthetic rain sets, Rain100 and Rain1400, and of Yang et al.'s heavy
@@ -246,6 +275,8 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     """
     b, c, h, w = clean.shape
     n, _, size, _ = bank.shape
+    if sheets and sheet_bank is None:
+        raise ValueError("sheets > 0 needs a sheet_bank (make_rain_bank(..., kind='sheets'))")
 
     def rand() -> float:
         return float(torch.rand((), generator=generator))
@@ -265,7 +296,12 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
         lo, hi = (opacity[0], (opacity[0] + opacity[1]) / 2) if heavy else opacity
         for _ in range(randint(2, 4) if heavy else randint(*layers)):
             j = min(max(first + randint(-max(n // 16, 1), max(n // 16, 1)), 0), n - 1)
-            s = bank[j:j + 1].to(clean.device, clean.dtype)
+            sheet = bool(heavy and sheets and rand() < sheets)
+            if sheet:  # same place in the angle order of the sheet bank
+                j = min(round(j * (sheet_bank.shape[0] - 1) / max(n - 1, 1)), sheet_bank.shape[0] - 1)
+                s = sheet_bank[j:j + 1].to(clean.device, clean.dtype)
+            else:
+                s = bank[j:j + 1].to(clean.device, clean.dtype)
             if scale > 1:
                 s = F.interpolate(s, scale_factor=scale, mode="bilinear", align_corners=False)
             y, x = randint(0, s.shape[-2] - h), randint(0, s.shape[-1] - w)
@@ -276,7 +312,7 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
             s = s[0]
             if flip:
                 s = s.flip(-1)
-            a = lo + (hi - lo) * rand()
+            a = (lo + (hi - lo) * rand()) * (0.5 if sheet else 1.0)  # sheets are soft: half as bright
             out[i] = out[i] + (1.0 if add else 1.0 - out[i]) * (a * s)
             light += a * float(s.mean())
         if heavy or (veil and rand() < veil):
@@ -380,9 +416,17 @@ class DerainRecipe(Recipe):
         bank, _ = make_rain_bank(self.config.rain_bank, self.config.rain_bank_size, self.config.bank_seed)
         return bank
 
+    @cached_property
+    def sheet_bank(self) -> torch.Tensor | None:
+        if not self.config.downpour_sheets:
+            return None
+        bank, _ = make_rain_bank(max(self.config.rain_bank // 2, 1), self.config.rain_bank_size,
+                                 self.config.bank_seed + 1, kind="sheets")
+        return bank
+
     def synthesize(self, clean: torch.Tensor, return_veil: bool = False):
         return add_bank_rain(clean, self.rain_bank, self.generator, **self.config.synthesis_kwargs(),
-                             return_veil=return_veil)
+                             sheet_bank=self.sheet_bank, return_veil=return_veil)
 
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
