@@ -472,7 +472,7 @@ class TrainWidget(Container):
         if layer is None:
             _notify_error("choose a data layer to apply the model to")
             return None
-        model = copy.deepcopy(self.trainer.recipe.inference_model()).cpu().eval()
+        model = copy.deepcopy(self.trainer.model).cpu().eval()  # the weight average, if the run keeps one
         name = f"{layer.name} {self.task_combo.value} (trained)"
         try:
             if _is_dask(layer.data):
