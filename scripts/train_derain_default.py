@@ -189,6 +189,8 @@ def main(argv=None) -> int:
                         except ValueError as exc:
                             raise SystemExit(f"{args.start}: {k}: {exc}") from exc
                 trainer.metadata["started_from"] = str(args.start)
+                if trainer.ema is not None:
+                    trainer.restart_average()  # from the loaded weights, not the random ones
         else:
             if not args.start:
                 raise SystemExit("--stage nlcl needs --from STAGE1_MODEL")

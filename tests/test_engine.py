@@ -115,6 +115,12 @@ def test_weight_average_follows_the_weights_and_is_what_a_model_file_gives(tmp_p
         torch.testing.assert_close(v, run.ema["net"][k])
     with pytest.raises(ValueError, match="ema is a decay"):
         TrainConfig(ema=1.0)
+    # weights loaded after the trainer was built: the average starts again from them
+    other = _trainer(steps=2, ema=0.9)
+    other.recipe.net.load_state_dict(last)
+    other.restart_average()
+    for k, v in last.items():
+        torch.testing.assert_close(other.ema["net"][k], v)
 
 
 def test_resume_continues_the_weight_average_exactly(tmp_path):

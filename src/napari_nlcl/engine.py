@@ -532,8 +532,13 @@ class Trainer:
         self.ema: dict[str, dict[str, torch.Tensor]] | None = None
         self._ema_updates = 0
         if self.config.ema:
-            self.ema = {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
-                        for name, net in recipe.networks.items()}
+            self.restart_average()
+
+    def restart_average(self) -> None:
+        """Start the weight average again from the current weights (after loading other weights)."""
+        self.ema = {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    for name, net in self.recipe.networks.items()}
+        self._ema_updates = 0
 
     def _update_ema(self) -> None:
         decay = min(self.config.ema, (1 + self._ema_updates) / (10 + self._ema_updates))

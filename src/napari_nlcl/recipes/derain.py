@@ -263,8 +263,9 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     :func:`veil_field`, always additive; a downpour is seen through its dense
     streaks, which is what tells it from a bright, low-contrast scene.  Each
     of a downpour's layers is, with probability ``sheets``, taken from
-    ``sheet_bank`` instead (long wide soft streaks, :func:`sheet_params`) at
-    the angle closest to the first layer's.
+    ``sheet_bank`` instead (long wide soft streaks, :func:`sheet_params`),
+    from the same place in its angle order (a similar angle), at half the
+    opacity.
     With probability
     ``additive`` the rain is added, ``O = min(B + R, 1)`` (the model of the
     common synthetic rain sets, Rain100 and Rain1400, and of Yang et al.'s heavy
