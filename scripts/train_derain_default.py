@@ -37,7 +37,16 @@ import torch
 from _training_log import fit_branch, run_logged
 
 from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import TrainConfig, Trainer, export_model, model_networks, read_checkpoint, recipe_config_of
+from napari_nlcl.engine import (
+    TrainConfig,
+    Trainer,
+    build_recipe,
+    export_model,
+    model_networks,
+    read_checkpoint,
+    recipe_config_of,
+)
+from napari_nlcl.inference import select_device
 from napari_nlcl.io import _imread, list_images
 from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, load_grown
 
@@ -177,20 +186,18 @@ def main(argv=None) -> int:
         settings = {"rain_bank": 512, "veil": 0.5, **json.loads(args.recipe_json)}
         meta = {"command": " ".join(sys.argv)}
         if args.stage == "synthetic":
-            trainer = Trainer.from_recipe_name("derain", crops, config,
-                                               recipe_config={"mode": "synthetic", **settings},
-                                               checkpoint=out, metadata=meta)
+            recipe = build_recipe("derain", {"mode": "synthetic", **settings},
+                                  device=select_device(config.device), seed=config.seed)
             if args.start:  # continue the generators, grown to the requested network if needed
-                nets = trainer.recipe.networks
                 for k, state in model_networks(read_checkpoint(args.start)).items():
-                    if k in nets:  # a new veil branch starts untrained
+                    if k in recipe.networks:  # a new veil branch starts untrained
                         try:
-                            load_grown(nets[k], state)
+                            load_grown(recipe.networks[k], state)
                         except ValueError as exc:
                             raise SystemExit(f"{args.start}: {k}: {exc}") from exc
-                trainer.metadata["started_from"] = str(args.start)
-                if trainer.ema is not None:
-                    trainer.restart_average()  # from the loaded weights, not the random ones
+                meta["started_from"] = str(args.start)
+            # built after the weights are in place, so that a weight average starts from them
+            trainer = Trainer(recipe, crops, config, checkpoint=out, metadata=meta)
         else:
             if not args.start:
                 raise SystemExit("--stage nlcl needs --from STAGE1_MODEL")

@@ -412,9 +412,8 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
     """
     payload = read_checkpoint(src)
     keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
-            "config", "metadata", "step", "networks")
-    out = {**{k: payload[k] for k in keep if k in payload}, "exported": True}
-    out["networks"] = model_networks(payload)
+            "config", "metadata", "step")
+    out = {**{k: payload[k] for k in keep if k in payload}, "networks": model_networks(payload), "exported": True}
     if settings:
         config = json.loads(payload["config"])
         config["recipe"] = {**config["recipe"], **settings}

@@ -298,11 +298,10 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
         for _ in range(randint(2, 4) if heavy else randint(*layers)):
             j = min(max(first + randint(-max(n // 16, 1), max(n // 16, 1)), 0), n - 1)
             sheet = bool(heavy and sheets and rand() < sheets)
+            source = sheet_bank if sheet else bank
             if sheet:  # same place in the angle order of the sheet bank
-                j = min(round(j * (sheet_bank.shape[0] - 1) / max(n - 1, 1)), sheet_bank.shape[0] - 1)
-                s = sheet_bank[j:j + 1].to(clean.device, clean.dtype)
-            else:
-                s = bank[j:j + 1].to(clean.device, clean.dtype)
+                j = min(round(j * (source.shape[0] - 1) / max(n - 1, 1)), source.shape[0] - 1)
+            s = source[j:j + 1].to(clean.device, clean.dtype)
             if scale > 1:
                 s = F.interpolate(s, scale_factor=scale, mode="bilinear", align_corners=False)
             y, x = randint(0, s.shape[-2] - h), randint(0, s.shape[-1] - w)
