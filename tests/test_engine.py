@@ -308,8 +308,16 @@ def test_cli_train_stop_and_resume(tmp_path, capsys):
     assert cli.main(ema_args + ["--ema", "0.9"]) == 0
     capsys.readouterr()
     assert set(read_checkpoint(averaged)["ema"]) == {"net"}
-    assert cli.main(ema_args + ["--ema", "1.5"]) == 2
+    assert cli.main(ema_args + ["--ema", "0.9"]) == 2  # a trained model is never replaced silently
+    assert "--overwrite replaces it" in capsys.readouterr().err
+    assert set(read_checkpoint(averaged)["ema"]) == {"net"}
+    assert cli.main(ema_args + ["--ema", "1.5", "--overwrite"]) == 2
     assert "ema is a decay" in capsys.readouterr().err
+    assert cli.main(ema_args + ["--overwrite"]) == 0
+    capsys.readouterr()
+    assert "ema" not in read_checkpoint(averaged)
+    assert cli.main(args[:-4] + ["-o", str(tmp_path / "none.pt"), "--resume"]) == 2
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(["dehaze", str(folder / "f0.png"), "-m", "dcp", "-o", str(tmp_path / "x.png")]) == 0
     # errors are one line
     assert cli.main(["train", "nope", "--data", str(folder), "-o", str(out)]) == 2
@@ -317,3 +325,74 @@ def test_cli_train_stop_and_resume(tmp_path, capsys):
     assert cli.main(["train", "toy", "--data", "other=" + str(folder), "-o", str(out)]) == 2
     assert "unknown data source 'other'" in capsys.readouterr().err
     assert cli.main(["train", "toy", "--data", str(folder), "-o", str(tmp_path / "m.txt")]) == 2
+
+
+def _interrupted_train(tmp_path, folder, out, signals, extra=()):
+    """Run ``napari-nlcl train toy`` in a child process and send it ``signals`` SIGINTs once its
+    first checkpoint exists; returns (exit code, stderr)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from napari_nlcl.engine import register_recipe; "
+            "register_recipe('toy', 'toy_recipe:ToyRecipe'); "
+            "from napari_nlcl import cli; sys.exit(cli.main(sys.argv[2:]))")
+    args = ["train", "toy", "--data", str(folder), "-o", str(out), "--crop", "32", "--device", "cpu",
+            "--steps", "100000", "--checkpoint-every", "3", "-S", "delay=0.05", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tests), *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+            time.sleep(0.05)
+        time.sleep(0.23)  # somewhere inside a later step
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_cli_ctrl_c_leaves_the_checkpoint_it_reports_and_resume_is_exact(tmp_path, signals):
+    """Ctrl+C lands inside a step: the file holds the step the message names, and --resume
+    continues it exactly (same weights as an uninterrupted run)."""
+    import re
+
+    from napari_nlcl import cli
+    from napari_nlcl.io import write_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(_images(n=3)):
+        write_image(folder / f"f{i}.png", img)
+    out = tmp_path / "run.pt"
+    rc, err = _interrupted_train(tmp_path, folder, out, signals)
+    assert rc == 130, err
+    found = re.search(r"holds step (\d+)", err)
+    assert found, err
+    held = int(found.group(1))
+    assert read_checkpoint(out)["step"] == held >= 3
+    if signals == 1:  # stopped between steps: the step just completed is the one saved
+        assert "lost" not in err
+    total = held + 3
+    common = ["train", "toy", "--data", str(folder), "--crop", "32", "--device", "cpu",
+              "--checkpoint-every", "3", "-S", "delay=0"]
+    assert cli.main([*common[:-2], "-o", str(out), "--resume", "--steps", str(total)]) == 0
+    ref = tmp_path / "ref.pt"
+    assert cli.main([*common, "-o", str(ref), "--steps", str(total)]) == 0
+    a, b = read_checkpoint(out), read_checkpoint(ref)
+    assert a["step"] == b["step"] == total
+    for k, v in b["networks"]["net"].items():
+        torch.testing.assert_close(a["networks"]["net"][k], v, rtol=1e-6, atol=1e-7)

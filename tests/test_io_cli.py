@@ -151,3 +151,84 @@ def test_setting_values_are_parsed_into_numbers_flags_and_pairs():
     assert cli._parse_option("transplant_gain=1,2.5") == ("transplant_gain", [1, 2.5])
     assert cli._parse_option("rain_opacity=[0.1, 0.5]") == ("rain_opacity", [0.1, 0.5])
     assert cli._parse_option("patch_features=flatten") == ("patch_features", "flatten")
+
+
+# ----------------------------------------------------------------- nothing the user had is lost
+@pytest.mark.parametrize("name", ["s.tif", "s.png", "s.zarr"])
+def test_cli_refuses_to_write_over_its_input(tmp_path, capsys, monkeypatch, name):
+    data = _stack(n=1)[0] if name.endswith(".png") else _stack()
+    src = io.write_image(tmp_path / name, data)
+    monkeypatch.chdir(tmp_path)
+    for out in (str(src), f"./{name}", f"sub/../{name}"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert cli.main(["derain", str(src), "-m", "directional", "-o", out]) == 2
+        assert "is the input" in capsys.readouterr().err
+        assert cli.main(["derain", str(src), "-m", "directional", "-o", str(tmp_path / "ok.tif"),
+                         "--rain-layer", out]) == 2
+        capsys.readouterr()
+    np.testing.assert_array_equal(np.asarray(io.read_image(src)), data)
+    assert not (tmp_path / "ok.tif").exists()
+
+
+def test_cli_rain_layer_from_one_pass_of_a_lazy_stack(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    data = (rng.random((3, 48, 48)) * 200).astype(np.uint8)
+    data[:, :, ::7] = 250  # streaks
+    src = io.write_image(tmp_path / "s.tif", data)
+    out, rain = tmp_path / "b.tif", tmp_path / "r.tif"
+    assert cli.main(["derain", str(src), "-m", "directional", "-o", str(out), "--rain-layer", str(rain)]) == 0
+    b, r = tifffile.imread(out), tifffile.imread(rain)
+    expect = np.clip(data.astype(np.float32) - b.astype(np.float32), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(r, expect)
+    assert r.mean() > 1
+
+
+def test_write_images_computes_shared_planes_once(tmp_path):
+    import dask
+
+    calls = []
+
+    def plane(i):
+        calls.append(i)
+        return np.full((8, 8), i, np.float32)
+
+    planes = [da.from_delayed(dask.delayed(plane)(i), (8, 8), np.float32) for i in range(4)]
+    background = da.stack(planes)
+    io.write_images([(tmp_path / "b.zarr", background), (tmp_path / "r.tif", 10 - background)])
+    assert sorted(calls) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "r.tif")[:, 0, 0], [10, 9, 8, 7])
+
+
+def test_unwritable_second_target_fails_before_anything_is_written(tmp_path, capsys):
+    src = io.write_image(tmp_path / "s.png", _stack(n=1)[0])
+    out = tmp_path / "keep.tif"
+    out.write_bytes(b"precious")
+    for bad in ("/proc/r.tif", str(tmp_path / "missing" / "r.tif"), str(tmp_path / "r.txt")):
+        assert cli.main(["derain", str(src), "-m", "directional", "-o", str(out), "--rain-layer", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ".partial" not in err
+        assert out.read_bytes() == b"precious"
+    assert cli.main(["derain", str(src), "-m", "directional", "-o", ""]) == 2
+    assert "no output file name" in capsys.readouterr().err
+
+
+def test_interrupted_zarr_write_leaves_nothing_behind(tmp_path):
+    """Ctrl+C at a random moment of a zarr write: the temporary folder is always removed."""
+    import signal
+    import threading
+
+    data = da.from_array(np.random.default_rng(0).random((40, 128, 128)).astype(np.float32),
+                         chunks=(1, 128, 128))
+    rng = np.random.default_rng(2)
+    for attempt in range(6):
+        timer = threading.Timer(float(rng.uniform(0.005, 0.08)), os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            io.write_image(tmp_path / "out.zarr", data)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.join()
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name != "out.zarr"]
+        assert leftovers == [], (attempt, leftovers)
+        (tmp_path / "out.zarr").exists() and __import__("shutil").rmtree(tmp_path / "out.zarr")

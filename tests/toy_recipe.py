@@ -16,6 +16,7 @@ from napari_nlcl.model import ModelInfo
 class ToyConfig:
     channels: int = 3
     width: int = 8
+    delay: float = 0.0  # seconds slept inside each step (interrupt tests: a signal lands mid-step)
 
 
 class ToyNet(nn.Module):
@@ -48,6 +49,10 @@ class ToyRecipe(Recipe):
         # a random (seeded) noise term exercises the recipe generator in resume tests
         noise = torch.randn(clean.shape, generator=self.generator) * 0.01
         loss = F.l1_loss(self.net(degraded + noise.to(clean.device)), clean)
+        if self.config.delay:
+            import time
+
+            time.sleep(self.config.delay)
         self.backward_step(loss, "net")
         return {"l1": loss.detach()}
 

@@ -9,7 +9,11 @@ time with a progress bar.  Exit status 2 and a one-line message on bad input.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name}", metavar="PATH", help=f"{what} (same as --data {name}=PATH)")
     t.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     t.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --output file with a new run (default: refuse)")
     t.add_argument("--from", dest="start_from", metavar="MODEL",
                    help="fine-tune: start from 'default' (the shipped model) or a model file")
     t.add_argument("--steps", type=int, default=1000)
@@ -188,13 +194,11 @@ def _run_task(args: argparse.Namespace) -> Path:
         inp = Path(args.input)
         image = io.read_image(inp)
         default_out = _default_output(inp, task)
-    out_path = Path(args.output) if args.output else default_out
-    io._check_target(out_path)  # fail before computing anything
+    out_path = Path(args.output) if args.output is not None else default_out
     rain_path = Path(args.rain_layer) if getattr(args, "rain_layer", None) else None
-    if rain_path is not None:
-        io._check_target(rain_path)
-        if rain_path.resolve() == out_path.resolve():
-            raise ValueError("--rain-layer must name another file than the output")
+    outputs = [out_path] + ([rain_path] if rain_path is not None else [])
+    inputs = [] if args.sample else [inp]
+    io.check_targets(outputs, inputs)  # every target, before computing anything
 
     options = dict(args.option)
     engine = dict(
@@ -205,17 +209,6 @@ def _run_task(args: argparse.Namespace) -> Path:
     lazy = hasattr(image, "dask") or type(image).__module__.startswith("dask")
     if lazy:
         result = func(image, args.method, **engine, **options)
-        with _progress_bar(f"{task} (planes)") as bar:
-            bar.unit = "plane"
-
-            def update(done: int, total: int) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
-            io.write_image(out_path, result, progress=update)
-        if rain_path is not None:
-            io.write_image(rain_path, api._difference(image, result))
     else:
         with _progress_bar(task) as bar:
 
@@ -225,9 +218,18 @@ def _run_task(args: argparse.Namespace) -> Path:
                 bar.refresh()
 
             result = func(image, args.method, progress=on_progress, **engine, **options)
-        io.write_image(out_path, result)
-        if rain_path is not None:
-            io.write_image(rain_path, api._difference(image, result))
+    targets = [(out_path, result)]
+    if rain_path is not None:  # from the same pass: a lazy background is computed once per plane
+        targets.append((rain_path, api._difference(image, result)))
+    with _progress_bar(f"{task} (planes)" if lazy else "writing") as bar:
+        bar.unit = "plane"
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        io.write_images(targets, progress=update, inputs=inputs)
     return out_path
 
 
@@ -247,9 +249,8 @@ def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
     return data
 
 
-def _run_train(args: argparse.Namespace) -> Path:
-    from tqdm.auto import tqdm
-
+def _build_trainer(args: argparse.Namespace):
+    """The Trainer that ``napari-nlcl train ARGS`` runs (also used by the benchmarks)."""
     from .data import RandomCrops
     from .engine import TrainConfig, Trainer, recipe_class, recipe_config_of
 
@@ -258,9 +259,16 @@ def _run_train(args: argparse.Namespace) -> Path:
         raise ValueError(f"model files end in .pt, got {out.name!r}")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+    if args.resume and not out.is_file():
+        raise FileNotFoundError(f"--resume continues the run saved in {out}, which does not exist")
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder; -o names the model file to write")
     cls = recipe_class(args.recipe)
     items = list(args.data) + [f"{n}={getattr(args, n)}" for n in SOURCE_FLAGS if getattr(args, n)]
     sources = _parse_data(items, cls.accepted_sources or cls.data_sources)
+    if out.exists() and not args.resume and not args.overwrite:
+        raise ValueError(f"{out} exists; --resume continues that run, --overwrite replaces it "
+                         "with a new one, or choose another -o")
     overrides, paired = cls.plan_data(sources)
     recipe_config = {**overrides, **({"mode": args.mode} if args.mode else {}), **dict(args.set)}
     if args.resume and args.start_from:
@@ -290,18 +298,64 @@ def _run_train(args: argparse.Namespace) -> Path:
         else:
             trainer = Trainer.from_recipe_name(args.recipe, data, config, recipe_config=recipe_config,
                                                checkpoint=out, metadata=meta)
+    return trainer
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl+C ended a training run; the message says what the output file holds."""
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[dict[str, bool]]:
+    """Within the block, a first Ctrl+C only sets ``flag["stop"]`` (the caller stops at a safe point);
+    a second one raises ``KeyboardInterrupt`` at once.  Outside the main thread: no change."""
+    flag = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum, frame) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nstopping after this step (Ctrl+C again to stop at once, without saving it)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_train(args: argparse.Namespace) -> Path:
+    from tqdm.auto import tqdm
+
+    out = Path(args.output)
+    trainer = _build_trainer(args)
     gen = trainer.fit_iter()
+    aborted = False
     with tqdm(total=trainer.config.steps, initial=trainer.step, unit="step", disable=None,
-              file=sys.stderr) as bar:
+              file=sys.stderr) as bar, _deferred_interrupt() as flag:
         try:
             for event in gen:
                 if event.kind == "step":
                     bar.update(event.step - bar.n)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in event.losses.items()}, refresh=False)
-        except KeyboardInterrupt:
-            gen.close()  # saves the current step
-            print(f"stopped at step {trainer.step}; continue with --resume", file=sys.stderr)
-    return out
+                if flag["stop"]:
+                    break
+            gen.close()  # stopped between steps: saves the step just completed
+        except KeyboardInterrupt:  # the second Ctrl+C, inside a step: that step is lost
+            aborted = True
+    if not (flag["stop"] or aborted):
+        return out
+    saved = trainer.saved_step
+    if saved is None:
+        raise TrainingInterrupted(f"interrupted at step {trainer.step}; no checkpoint was written, "
+                                  f"{out} does not exist")
+    note = "" if saved == trainer.step else f" (steps after {saved} were lost)"
+    raise TrainingInterrupted(f"stopped: {out} holds step {saved} of {trainer.config.steps}{note}; "
+                              "continue with the same command and --resume")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,9 +379,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
             return 0
         out = _run_train(args) if args.command == "train" else _run_task(args)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, MemoryError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError) as exc:
         print(f"napari-nlcl: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        print(f"napari-nlcl: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("napari-nlcl: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -512,6 +512,8 @@ class Trainer:
         self.preview_image = preview_image
         self.metadata = dict(metadata or {})
         self.step = 0
+        #: the step that ``checkpoint`` holds, as written by this trainer (or resumed from); None: none
+        self.saved_step: int | None = None
         self.device = recipe.device
         missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
         if missing:
@@ -636,6 +638,8 @@ class Trainer:
         kwargs.setdefault("metadata", json.loads(payload.get("metadata", "{}")))
         trainer = cls(recipe, data, train_cfg, **kwargs)
         trainer._load_training_state(payload)
+        if trainer.checkpoint is not None and Path(trainer.checkpoint) == Path(path):
+            trainer.saved_step = trainer.step
         return trainer
 
     # schedule ------------------------------------------------------------------
@@ -717,7 +721,10 @@ class Trainer:
         target = Path(path) if path else self.checkpoint
         if target is None:
             raise ValueError("no checkpoint path: pass one to save() or to the Trainer")
-        return save_checkpoint(target, self.state_payload())
+        written = save_checkpoint(target, self.state_payload())
+        if self.checkpoint is not None and target == Path(self.checkpoint):
+            self.saved_step = self.step
+        return written
 
     # loop ----------------------------------------------------------------------
     def _next_batch(self) -> dict[str, torch.Tensor]:
@@ -731,6 +738,11 @@ class Trainer:
 
         Closing the generator early (Stop) saves a checkpoint at the current
         step when a checkpoint path is set; ``Trainer.resume`` continues from it.
+        The generator is only ever closed between steps (at a ``yield``), so that
+        checkpoint is always a completed step.  An exception raised *inside* a
+        step (an error, or ``KeyboardInterrupt`` delivered mid-step) saves
+        nothing, since the networks may be half-updated; ``saved_step`` then
+        says which step the checkpoint file holds.
         """
         cfg = self.config
         r = self.recipe
@@ -738,7 +750,6 @@ class Trainer:
         r.train(True)
         started = time.perf_counter()
         first_step = self.step
-        saved_at = -1
         try:
             while self.step < cfg.steps:
                 batch = self._next_batch()
@@ -769,14 +780,12 @@ class Trainer:
                     r.train(True)
                     yield TrainEvent("preview", self.step, cfg.steps, preview=preview)
                 if self.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    saved_at = self.step
                     yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
-            if self.checkpoint and saved_at != self.step:
-                saved_at = self.step
+            if self.checkpoint and self.saved_step != self.step:
                 yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
             yield TrainEvent("done", self.step, cfg.steps)
-        except GeneratorExit:
-            if self.checkpoint and saved_at != self.step:
+        except GeneratorExit:  # closed at a yield: the state is that of a completed step
+            if self.checkpoint and self.saved_step != self.step:
                 self.save()
             raise
         finally:

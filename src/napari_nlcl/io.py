@@ -12,6 +12,7 @@ leaves a partial file and never destroys an existing one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -131,7 +132,15 @@ def _read_page(path: str, index: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- writing
-def _check_target(path: Path, suffixes: set[str] = WRITE_SUFFIXES) -> None:
+def check_target(path: str | os.PathLike, suffixes: set[str] = WRITE_SUFFIXES) -> Path:
+    """Refuse, before anything is computed, an output that cannot be written; returns it as a Path.
+
+    The folder is checked by creating (and removing) a probe file in it, so
+    read-only mounts and pseudo file systems (``/proc``) fail here too.
+    """
+    path = Path(path)
+    if not path.name or str(path) in (".", ".."):
+        raise ValueError("no output file name given; choose a file such as result.tif or result.zarr")
     if path.suffix.lower() not in suffixes:
         raise ValueError(
             f"cannot write {path.name!r}: use one of {', '.join(sorted(suffixes))}"
@@ -139,10 +148,69 @@ def _check_target(path: Path, suffixes: set[str] = WRITE_SUFFIXES) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"output folder {parent} is not writable")
+    probe = parent / f".{path.name}.{uuid.uuid4().hex[:8]}.probe"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"cannot write in output folder {parent}: {exc.strerror or exc}") from None
     if path.exists() and path.is_dir() != (path.suffix.lower() == ".zarr"):
         raise ValueError(f"{path} exists and is a {'folder' if path.is_dir() else 'file'}; choose another name")
+    return path
+
+
+_check_target = check_target  # the name the package used before
+
+
+def check_targets(outputs: list[Any], inputs: list[Any] = ()) -> list[Path]:
+    """:func:`check_target` for every output, and refuse outputs that repeat or name an input.
+
+    Paths are compared resolved (symbolic links, ``..``), so ``-o ./x.tif`` for
+    input ``x.tif`` is refused as well: writing over the image being read would
+    destroy the original.
+    """
+    paths = [check_target(p) for p in outputs]
+    seen: dict[Path, Path] = {}
+    sources = {Path(p).resolve(): Path(p) for p in inputs if p is not None}
+    for p in paths:
+        key = p.resolve()
+        if key in sources:
+            raise ValueError(f"the output {p} is the input {sources[key]}; choose another output "
+                             "file (the original is never overwritten)")
+        for src, given in sources.items():
+            if src.is_dir() and key.is_relative_to(src):
+                raise ValueError(f"the output {p} lies inside the input {given}; choose a file "
+                                 "outside it")
+        if key in seen:
+            raise ValueError(f"two outputs name the same file {p}; give each its own name")
+        seen[key] = p
+    return paths
+
+
+@contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Let Ctrl+C arrive only after the block (main thread only).
+
+    zarr writes a chunk on a background I/O thread; an interrupt raised while
+    the main thread waits for it would leave that thread writing into a folder
+    being removed.  The block is short (one plane); the interrupt is raised
+    right after it.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -189,61 +257,119 @@ def _to_8bit(plane: np.ndarray) -> np.ndarray:
     )
 
 
+class _PlaneWriter:
+    """Writes the planes of one array, in order, to a temporary path of one format."""
+
+    def __init__(self, tmp: Path, target: Path, shape: tuple[int, ...], dtype: np.dtype,
+                 rgb: bool, lead: tuple[int, ...]):
+        self.tmp, self.target, self.shape, self.rgb = tmp, target, shape, rgb
+        self.suffix = target.suffix.lower()
+        self._tiff = self._zarr = None
+        if self.suffix in {".png", ".jpg", ".jpeg"} and lead:
+            raise ValueError(
+                f"{self.suffix} holds one image but the data has shape {shape}; write .tif or .zarr for stacks"
+            )
+        if self.suffix in {".tif", ".tiff"}:
+            import tifffile
+
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            self._tiff = tifffile.TiffWriter(tmp, bigtiff=nbytes > 2**31)
+        elif self.suffix == ".zarr":
+            import zarr
+
+            chunks = (1,) * len(lead) + shape[len(lead):]
+            self._zarr = zarr.open_array(store=str(tmp), mode="w", shape=shape, chunks=chunks,
+                                         dtype=np.dtype(dtype))
+
+    def write(self, k: int, idx: tuple[int, ...], plane: np.ndarray) -> None:
+        if self._tiff is not None:
+            self._tiff.write(
+                plane, contiguous=True, photometric="rgb" if self.rgb else "minisblack",
+                metadata={"shape": list(self.shape)} if k == 0 else None,
+            )
+        elif self._zarr is not None:
+            with _interrupt_deferred():  # the chunk is on disk before Ctrl+C acts
+                self._zarr[idx] = plane
+        else:
+            from skimage import io as skio
+
+            plane = _to_8bit(plane)
+            if self.suffix != ".png" and plane.dtype != np.uint8:
+                raise ValueError("JPEG stores 8-bit images only; write .png or .tif for 16-bit data")
+            skio.imsave(self.tmp, plane, check_contrast=False)
+
+    def close(self) -> None:
+        if self._tiff is not None:
+            self._tiff.close()
+            self._tiff = None
+
+
+def _planes(datas: list[Any], idx: tuple[int, ...]) -> list[np.ndarray]:
+    """Plane ``idx`` of every array, lazy ones computed together (shared work done once)."""
+    lazy = [i for i, d in enumerate(datas) if type(d).__module__.startswith("dask")]
+    out = [None if i in lazy else np.asarray(d[idx]) for i, d in enumerate(datas)]
+    if lazy:
+        import dask
+
+        for i, plane in zip(lazy, dask.compute(*[datas[i][idx] for i in lazy])):
+            out[i] = np.asarray(plane)
+    return out
+
+
+def iter_write_many(targets: list[tuple[Any, Any]], *, rgb: bool | None = None,
+                    inputs: list[Any] = ()) -> Generator[tuple[int, int], None, list[Path]]:
+    """Write several arrays of the same planes (e.g. a background and its rain layer) in one pass.
+
+    ``targets`` is ``[(path, data), ...]``.  Every target is checked before
+    anything is computed (:func:`check_targets`, against ``inputs`` too); the
+    planes of lazy arrays are computed together, so work they share (the
+    model) runs once per plane.  Each file appears only when all are complete.
+    Yields ``(planes_done, planes_total)``; returns the paths.
+    """
+    paths = check_targets([p for p, _ in targets], inputs)
+    datas = [d for _, d in targets]
+    shape = tuple(datas[0].shape)
+    rgb = _is_rgb(shape) if rgb is None else rgb
+    lead = _lead_shape(shape, rgb)
+    for d in datas[1:]:
+        if _lead_shape(tuple(d.shape), rgb) != lead:
+            raise ValueError(f"outputs of shapes {shape} and {tuple(d.shape)} do not share their planes")
+    total = int(np.prod(lead)) if lead else 1
+    indices = list(np.ndindex(*lead)) if lead else [()]
+    with contextlib.ExitStack() as stack:
+        writers = []
+        for path, data in zip(paths, datas):
+            tmp = stack.enter_context(atomic_path(path))
+            writer = _PlaneWriter(tmp, path, tuple(data.shape), np.dtype(data.dtype), rgb, lead)
+            stack.callback(writer.close)
+            writers.append(writer)
+        yield 0, total
+        for k, idx in enumerate(indices):
+            for writer, plane in zip(writers, _planes(datas, idx)):
+                try:
+                    writer.write(k, idx, plane)
+                except OSError as exc:  # name the user's file, not the temporary one
+                    raise OSError(f"cannot write {writer.target}: {exc.strerror or exc}") from exc
+            yield k + 1, total
+        for writer in writers:
+            writer.close()
+    return paths
+
+
 def iter_write(path: str | os.PathLike, data: Any, *, rgb: bool | None = None) -> Generator[tuple[int, int], None, Path]:
     """Write ``data`` (numpy or dask) to ``path`` plane by plane.
 
     Yields ``(planes_done, planes_total)`` and returns the final path.  Lazy
     data is computed one plane at a time, so memory stays at one plane.
     """
-    path = Path(path)
-    _check_target(path)
-    shape = tuple(data.shape)
-    rgb = _is_rgb(shape) if rgb is None else rgb
-    lead = _lead_shape(shape, rgb)
-    total = int(np.prod(lead)) if lead else 1
-    suffix = path.suffix.lower()
-    if suffix in {".png", ".jpg", ".jpeg"} and lead:
-        raise ValueError(
-            f"{suffix} holds one image but the data has shape {shape}; write .tif or .zarr for stacks"
-        )
-    indices = list(np.ndindex(*lead)) if lead else [()]
-    with atomic_path(path) as tmp:
-        yield 0, total
-        if suffix in {".png", ".jpg", ".jpeg"}:
-            from skimage import io as skio
-
-            plane = _to_8bit(np.asarray(data))
-            if suffix != ".png" and plane.dtype != np.uint8:
-                raise ValueError("JPEG stores 8-bit images only; write .png or .tif for 16-bit data")
-            skio.imsave(tmp, plane, check_contrast=False)
-            yield 1, total
-        elif suffix in {".tif", ".tiff"}:
-            import tifffile
-
-            with tifffile.TiffWriter(tmp, bigtiff=data.nbytes > 2**31) as writer:
-                for k, idx in enumerate(indices):
-                    plane = np.asarray(data[idx])
-                    writer.write(
-                        plane, contiguous=True, photometric="rgb" if rgb else "minisblack",
-                        metadata={"shape": list(shape)} if k == 0 else None,
-                    )
-                    yield k + 1, total
-        else:  # zarr
-            import zarr
-
-            chunks = (1,) * len(lead) + shape[len(lead):]
-            arr = zarr.open_array(
-                store=str(tmp), mode="w", shape=shape, chunks=chunks, dtype=np.dtype(data.dtype)
-            )
-            for k, idx in enumerate(indices):
-                arr[idx] = np.asarray(data[idx])
-                yield k + 1, total
-    return path
+    paths = yield from iter_write_many([(path, data)], rgb=rgb)
+    return paths[0]
 
 
-def write_image(path: str | os.PathLike, data: Any, *, rgb: bool | None = None, progress: Any = None) -> Path:
-    """Write ``data`` to ``path`` atomically; ``progress(done, total)`` per plane."""
-    gen = iter_write(path, data, rgb=rgb)
+def write_images(targets: list[tuple[Any, Any]], *, rgb: bool | None = None, progress: Any = None,
+                 inputs: list[Any] = ()) -> list[Path]:
+    """Write several arrays in one pass (:func:`iter_write_many`); ``progress(done, total)`` per plane."""
+    gen = iter_write_many(targets, rgb=rgb, inputs=inputs)
     while True:
         try:
             done, total = next(gen)
@@ -251,3 +377,8 @@ def write_image(path: str | os.PathLike, data: Any, *, rgb: bool | None = None, 
             return stop.value
         if progress is not None:
             progress(done, total)
+
+
+def write_image(path: str | os.PathLike, data: Any, *, rgb: bool | None = None, progress: Any = None) -> Path:
+    """Write ``data`` to ``path`` atomically; ``progress(done, total)`` per plane."""
+    return write_images([(path, data)], rgb=rgb, progress=progress)[0]

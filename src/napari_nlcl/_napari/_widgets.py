@@ -286,7 +286,7 @@ class TaskWidget(Container):
         from napari.qt.threading import thread_worker
 
         from napari_nlcl.inference import predict
-        from napari_nlcl.io import _check_target, iter_write
+        from napari_nlcl.io import check_target, iter_write
 
         if self._worker is not None:
             return None
@@ -295,7 +295,7 @@ class TaskWidget(Container):
             path = Path(self.zarr_path.value)
             if path.suffix.lower() != ".zarr":
                 path = path.with_name(path.name + ".zarr") if path.name else path
-            _check_target(path, {".zarr"})
+            check_target(path, {".zarr"})
             import dask.array as da
 
             lazy = predict(da.asarray(layer.data), model, **kwargs)  # rechunked to planes there
