@@ -39,7 +39,16 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._widgets import _notify_error, _notify_info, follow_viewer, image_layers, predict_worker
+from ._widgets import (
+    _notify_error,
+    _notify_info,
+    follow_viewer,
+    image_layers,
+    memory_hint,
+    original_error,
+    predict_worker,
+    shielded,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -85,6 +94,7 @@ class TrainWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._worker = None
+        self._failed = False
         self.trainer = None
         self._run_dir = Path(tempfile.mkdtemp(prefix="napari-nlcl-run-"))
         self._source_widgets: dict[str, tuple[ComboBox, FileEdit]] = {}
@@ -349,13 +359,14 @@ class TrainWidget(Container):
         trainer = self.trainer
 
         def work():
-            yield from trainer.fit_iter()
+            yield from shielded(trainer.fit_iter())
 
         worker = create_worker(work, _start_thread=False, _worker_class=_closing_worker_class(),
                                _ignore_errors=True,  # errors reach _on_error as notifications
                                _progress={"total": max(trainer.config.steps - trainer.step, 1),
                                           "desc": f"training {self.task_combo.value}"})
         self._worker = worker
+        self._failed = False
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -417,19 +428,22 @@ class TrainWidget(Container):
                                    contrast_limits=getattr(source, "contrast_limits", None))
 
     def _on_error(self, exc: BaseException) -> None:
-        hint = ""
-        text = str(exc)
-        if isinstance(exc, MemoryError) or "out of memory" in text.lower():
-            hint = " (lower the batch size or the crop size, or train on the CPU)"
-        _notify_error(f"training failed: {text}{hint}")
-        self.status.value = "failed; Continue retries from the last step"
+        exc = original_error(exc)
+        hint = memory_hint(exc) and " (out of memory: lower the batch size or the crop size, or train on the CPU)"
+        _notify_error(f"training failed: {exc}{hint}")
+        self._failed = True
+        tr = self.trainer
+        saved = "" if tr is None or tr.saved_step is None else f"; the checkpoint holds step {tr.saved_step}"
+        self.status.value = f"failed{saved}; Continue retries from the last completed step"
 
     def _on_finished(self) -> None:
         self._worker = None
         tr = self.trainer
-        if tr is not None:
+        if tr is not None and not self._failed:  # _on_error has said what happened
             state = "done" if tr.step >= tr.config.steps else "stopped"
-            self.status.value = f"{state} at step {tr.step}; checkpoint saved"
+            saved = "; checkpoint saved" if tr.saved_step == tr.step else ""
+            self.status.value = f"{state} at step {tr.step}{saved}"
+        self._failed = False
         self._set_busy(False)
 
     def _set_busy(self, busy: bool) -> None:
@@ -480,7 +494,7 @@ class TrainWidget(Container):
                 return self._put_layer(name, result, layer)
             worker = predict_worker(layer.data, model, {"device": self.device_combo.value})
             worker.returned.connect(lambda out: self._put_layer(name, out, layer))
-            worker.errored.connect(lambda exc: _notify_error(f"apply failed: {exc}"))
+            worker.errored.connect(lambda exc: _notify_error(f"apply failed: {original_error(exc)}"))
             worker.start()
             return worker
         except (ValueError, TypeError) as exc:

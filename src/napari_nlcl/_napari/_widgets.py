@@ -36,6 +36,14 @@ def _notify_error(message: str) -> None:
     show_error(message)
 
 
+def memory_hint(exc: BaseException) -> str:
+    """Advice to append to an out-of-memory error's message ('' for other errors)."""
+    oom = getattr(__import__("torch"), "OutOfMemoryError", ())
+    if isinstance(exc, MemoryError) or (oom and isinstance(exc, oom)) or "out of memory" in str(exc).lower():
+        return " (out of memory: use a smaller tile or batch, or the CPU)"
+    return ""
+
+
 def _notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 
@@ -71,14 +79,42 @@ def image_layers(viewer: Any) -> list[tuple[str, Any]]:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
 
+class WorkerFailed(Exception):
+    """An error raised inside a worker's generator, passed on as a non-``RuntimeError``.
+
+    superqt's ``GeneratorWorker.work()`` *returns* a ``RuntimeError`` raised by
+    the generator instead of raising it (it takes it for a deleted Qt object), so
+    neither ``errored`` nor ``finished`` is emitted and the widget would wait
+    forever.  Every torch error is a ``RuntimeError`` (out-of-memory included);
+    :func:`shielded` re-raises them as this.  ``original`` is the error itself.
+    """
+
+    def __init__(self, original: BaseException):
+        super().__init__(str(original))
+        self.original = original
+
+
+def shielded(gen):
+    """Run generator ``gen`` (send, close and return pass through), raising its ``RuntimeError``s
+    as :class:`WorkerFailed`, so that a worker reports them through ``errored``."""
+    try:
+        return (yield from gen)
+    except RuntimeError as exc:
+        raise WorkerFailed(exc) from exc
+
+
+def original_error(exc: BaseException) -> BaseException:
+    """The error a worker reported, unwrapped from :class:`WorkerFailed`."""
+    return exc.original if isinstance(exc, WorkerFailed) else exc
+
+
 def predict_worker(data: Any, model: Any, kwargs: dict):
     """An unstarted worker running the engine on ``data``; yields (done, total), returns the result."""
     from napari.qt.threading import thread_worker
 
     from napari_nlcl.inference import iter_predict
 
-    @thread_worker(ignore_errors=True)  # errors go to the errored signal, not re-raised
-    def work():
+    def steps():
         import numpy as np
 
         array = np.asarray(data)  # a dask layer without lazy output is read here
@@ -89,6 +125,10 @@ def predict_worker(data: Any, model: Any, kwargs: dict):
             except StopIteration as stop:
                 return stop.value
             yield (p.done, p.total)
+
+    @thread_worker(ignore_errors=True)  # errors go to the errored signal, not re-raised
+    def work():
+        return (yield from shielded(steps()))
 
     return work()
 
@@ -248,8 +288,9 @@ class TaskWidget(Container):
         self.status.value = f"{done}/{total}"
 
     def _on_error(self, exc: BaseException) -> None:
-        self.status.value = "failed"
-        _notify_error(f"{self.task} failed: {exc}")
+        exc = original_error(exc)
+        self.status.value = "failed; layers unchanged"
+        _notify_error(f"{self.task} failed: {exc}{memory_hint(exc)}")
 
     def _on_finished(self) -> None:
         self._worker = None
@@ -305,8 +346,7 @@ class TaskWidget(Container):
 
         @thread_worker(ignore_errors=True)  # errors go to _on_error, not re-raised
         def work():
-            result = yield from iter_write(path, lazy, rgb=layer.rgb)
-            return result
+            return (yield from shielded(iter_write(path, lazy, rgb=layer.rgb)))
 
         def done(written: Path) -> None:
             self.status.value = f"saved {written}"

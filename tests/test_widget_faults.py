@@ -1,0 +1,128 @@
+"""Fault injection: a model (or a training step) raising mid-run never leaves a widget stuck.
+
+superqt's generator worker *returns* a ``RuntimeError`` raised by its generator
+instead of raising it, so without care neither ``errored`` nor ``finished`` is
+emitted; every torch error (out-of-memory included) is a ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+torch = pytest.importorskip("torch")
+
+from conftest import make_conv_model  # noqa: E402
+
+from napari_nlcl._napari import _train, _widgets  # noqa: E402
+from napari_nlcl.engine import register_recipe  # noqa: E402
+
+register_recipe("toy", "toy_recipe:ToyRecipe")
+pytestmark = pytest.mark.usefixtures("main_thread_only")
+
+FAULTS = {
+    "runtime": lambda: RuntimeError("boom inside a convolution"),
+    "oom": lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+}
+
+
+class Flaky(torch.nn.Module):
+    """A conv model whose ``fail_at``-th forward call raises (once)."""
+
+    def __init__(self, fault, fail_at=2):
+        super().__init__()
+        self.inner = make_conv_model()
+        self.info = self.inner.info
+        self.fault, self.fail_at, self.calls = fault, fail_at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise FAULTS[self.fault]()
+        return self.inner(x)
+
+
+def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
+    viewer = make_napari_viewer()
+    w = cls(viewer)
+    viewer.window.add_dock_widget(w)
+    image = (np.random.default_rng(0).random((150, 170, 3)) * 255).astype(np.uint8)
+    layer = viewer.add_image(image, name="photo", rgb=True)
+    w.layer_combo.value = layer
+    w.tile_spin.value = 64  # several tiles: the fault lands mid-plane
+    model = Flaky(fault)
+    import napari_nlcl.api
+
+    # the widget builds its model with api.load_model: it gets the flaky one
+    monkeypatch.setattr(napari_nlcl.api, "load_model", lambda *a, **k: model)
+    return viewer, w, layer
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("cls", [_widgets.DehazeWidget, _widgets.DerainWidget, _widgets.TranslateWidget])
+def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
+                                                            monkeypatch, cls, fault):
+    viewer, w, layer = _task_widget(make_napari_viewer, cls, monkeypatch, fault)
+    before = len(viewer.layers)
+    assert w.run() is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert len(errors) == 1 and "failed" in errors[0]
+    assert ("out of memory" in errors[0]) if fault == "oom" else ("boom" in errors[0])
+    assert len(viewer.layers) == before  # nothing added
+    assert w.run_button.enabled and not w.stop_button.enabled
+    assert w.run() is not None  # the widget is usable: the next run succeeds
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert len(errors) == 1
+    assert w.output_name(layer) in viewer.layers
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_zarr_export_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
+                                                           monkeypatch, tmp_path, fault):
+    viewer, w, layer = _task_widget(make_napari_viewer, _widgets.DerainWidget, monkeypatch, fault)
+    w.zarr_path.value = str(tmp_path / "out.zarr")
+    assert w.save_zarr() is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert len(errors) == 1 and "failed" in errors[0]
+    assert list(tmp_path.iterdir()) == []  # no partial output
+    assert w.save_zarr() is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert len(errors) == 1 and (tmp_path / "out.zarr").is_dir()
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_train_widget_reports_a_runtime_error_and_continues(make_napari_viewer, qtbot, errors,
+                                                            monkeypatch, fault):
+    from test_train_widget import _setup_toy
+
+    viewer = make_napari_viewer()
+    w = _train.TrainWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    _setup_toy(viewer, w, steps=12)
+    build = _train.TrainWidget._build_trainer
+    fail = {"on": True}
+
+    def build_failing(self):
+        trainer = build(self)
+        step_fn = trainer.recipe.training_step
+
+        def failing_step(batch, step):
+            if step == 5 and fail["on"]:
+                raise FAULTS[fault]()
+            return step_fn(batch, step)
+
+        trainer.recipe.training_step = failing_step
+        return trainer
+
+    monkeypatch.setattr(_train.TrainWidget, "_build_trainer", build_failing)
+    assert w.start() is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert len(errors) == 1 and "training failed" in errors[0]
+    assert ("out of memory" in errors[0]) if fault == "oom" else ("boom" in errors[0])
+    assert w.trainer.step == 5 and "failed" in w.status.value and "checkpoint saved" not in w.status.value
+    assert w.continue_button.enabled and w.start_button.enabled and not w.stop_button.enabled
+    fail["on"] = False
+    assert w.resume() is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert w.trainer.step == 12 and "done" in w.status.value and len(errors) == 1
