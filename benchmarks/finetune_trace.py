@@ -76,8 +76,9 @@ def main(argv=None) -> int:
     def record(step: int, minutes: float, losses: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             trainer.save(Path(tmp) / "state.pt")
-            export_model(Path(tmp) / "state.pt", args.out / f"step_{step:05d}.pt")
-        p, s = evaluate(trainer.model.eval(), pairs)
+            # this step's weights (their average, with --ema), not the best kept so far
+            export_model(Path(tmp) / "state.pt", args.out / f"step_{step:05d}.pt", which="last")
+        p, s = evaluate(trainer.last_model().eval(), pairs)
         trainer.recipe.train(True)
         row = {"step": step, "minutes": round(minutes, 2), "psnr": round(p, 4), "ssim": round(s, 4),
                "losses": {k: round(float(np.mean(v)), 5) for k, v in losses.items()}}
@@ -91,11 +92,10 @@ def main(argv=None) -> int:
     losses: dict[str, list[float]] = defaultdict(list)
     spent, t = 0.0, time.perf_counter()
     for ev in trainer.fit_iter():
-        if ev.kind != "step":
-            continue
-        for k, v in ev.losses.items():
-            losses[k].append(v)
-        if ev.step % args.every == 0 or ev.step == ev.total:
+        if ev.kind == "step":
+            for k, v in ev.losses.items():
+                losses[k].append(v)
+        if ev.kind == "step" and (ev.step % args.every == 0 or ev.step == ev.total):
             spent += time.perf_counter() - t
             record(ev.step, spent / 60, losses)
             losses.clear()

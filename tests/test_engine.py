@@ -396,3 +396,115 @@ def test_cli_ctrl_c_leaves_the_checkpoint_it_reports_and_resume_is_exact(tmp_pat
     assert a["step"] == b["step"] == total
     for k, v in b["networks"]["net"].items():
         torch.testing.assert_close(a["networks"]["net"][k], v, rtol=1e-6, atol=1e-7)
+
+
+# ----------------------------------------------------------------- quality monitor, keep-best, budget
+def test_monitor_rises_as_the_output_moves_toward_the_truth():
+    from napari_nlcl.monitor import ProxyPairs
+
+    clean = torch.rand(4, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    pairs = ProxyPairs(0.5 * clean + 0.2, clean)
+
+    class TowardTruth(torch.nn.Module):  # undoes a fraction alpha of the known degradation
+        def __init__(self, alpha):
+            super().__init__()
+            self.alpha = torch.nn.Parameter(torch.tensor(float(alpha)))
+
+        def forward(self, x):
+            return x + self.alpha * ((x - 0.2) / 0.5 - x)
+
+    scores = [pairs.score(TowardTruth(a)) for a in (0.0, 0.25, 0.5, 0.75, 0.99)]
+    assert scores == sorted(scores) and scores[-1] - scores[0] > 20
+    with pytest.raises(ValueError, match="one"):
+        ProxyPairs(clean, clean[:2])
+
+
+def test_keep_best_gives_the_monitors_best_and_the_last_stays_reachable(tmp_path):
+    config = TrainConfig(steps=40, batch_size=2, crop=32, lr=1e-2, seed=0, device="cpu", monitor_every=2)
+    t = Trainer.from_recipe_name("toy", _data(), config, recipe_config={"sabotage_from": 16},
+                                 checkpoint=tmp_path / "toy.pt")
+    events = list(t.fit_iter())
+    mon = [e.monitor for e in events if e.kind == "monitor"]
+    assert [m.step for m in mon] == list(range(0, 41, 2))  # the start, then every 2 steps
+    history = dict(t.monitor_history)
+    best_step = max(history, key=history.get)
+    assert 0 < best_step <= 20 and t.best["step"] == best_step
+    assert history[40] < history[best_step] - 1  # the sabotaged end is clearly worse
+    assert t.monitor.score(t.model) == pytest.approx(history[best_step], abs=1e-5)
+    assert t.monitor.score(t.last_model()) == pytest.approx(history[40], abs=1e-5)
+    # the file gives the best, its metadata says which and why; "last" is reachable
+    best_net = load_recipe(tmp_path / "toy.pt")[0].inference_model()
+    last_net = load_recipe(tmp_path / "toy.pt", which="last")[0].inference_model()
+    assert t.monitor.score(best_net) == pytest.approx(history[best_step], abs=1e-5)
+    assert t.monitor.score(last_net) == pytest.approx(history[40], abs=1e-5)
+    import json
+
+    meta = json.loads(read_checkpoint(tmp_path / "toy.pt")["metadata"])
+    assert meta["kept"]["step"] == best_step and "best" in meta["kept"]["reason"]
+    export_model(tmp_path / "toy.pt", tmp_path / "last.pt", which="last")
+    assert json.loads(read_checkpoint(tmp_path / "last.pt")["metadata"])["kept"]["step"] == 40
+    # keep_best=False: the file gives the last step
+    config.keep_best = False
+    t2 = Trainer.from_recipe_name("toy", _data(), config, recipe_config={"sabotage_from": 16})
+    t2.fit()
+    assert t2.monitor.score(t2.model) == pytest.approx(dict(t2.monitor_history)[40], abs=1e-5)
+
+
+def test_patience_stops_early_and_says_why(tmp_path):
+    config = TrainConfig(steps=200, batch_size=2, crop=32, lr=1e-2, seed=0, device="cpu",
+                         monitor_every=2, patience=3)
+    t = Trainer.from_recipe_name("toy", _data(), config, recipe_config={"sabotage_from": 10},
+                                 checkpoint=tmp_path / "toy.pt")
+    events = list(t.fit_iter())
+    assert t.step < 200 and t.step == t.best["step"] + 6
+    assert "not improved for 3 evaluations" in events[-1].message == t.stop_reason
+    assert read_checkpoint(tmp_path / "toy.pt")["step"] == t.step
+
+
+def test_resume_keeps_the_monitor_and_the_best(tmp_path):
+    config = TrainConfig(steps=20, batch_size=2, crop=32, lr=1e-2, seed=0, device="cpu", monitor_every=4)
+    t = Trainer.from_recipe_name("toy", _data(), config, checkpoint=tmp_path / "toy.pt")
+    gen = t.fit_iter()
+    while t.step < 9:
+        next(gen)
+    gen.close()
+    r = Trainer.resume(tmp_path / "toy.pt", _data())
+    assert r.best["step"] == t.best["step"] == 8 and r.monitor_history == t.monitor_history
+    torch.testing.assert_close(r.monitor.targets, t.monitor.targets, atol=1 / 255, rtol=0)
+    r.fit()
+    assert [s for s, _ in r.monitor_history] == [0, 4, 8, 12, 16, 20]
+
+
+def test_minute_budget_plans_the_steps_and_ends_on_time(tmp_path):
+    now = [0.0]
+    config = TrainConfig(steps=100000, batch_size=2, crop=32, lr=1e-2, seed=0, device="cpu",
+                         minutes=0.5, schedule="cosine", decay_start=0.0)
+    t = Trainer.from_recipe_name("toy", _data(), config, checkpoint=tmp_path / "toy.pt")
+    t._clock = lambda: now[0]
+    step_fn = t.recipe.training_step
+
+    def slow_step(batch, step):  # every step takes 1.5 s of the mocked clock
+        now[0] += 1.5
+        return step_fn(batch, step)
+
+    t.recipe.training_step = slow_step
+    events = list(t.fit_iter())
+    assert t.config.steps == t.step == 19  # 30 s / 1.5 s, planned from the first 10 steps
+    assert now[0] <= 30.0
+    assert events[-1].kind == "done"
+    lrs = [e.lr for e in events if e.kind == "step"]
+    assert lrs[-1] < 0.01 * lrs[0]  # the cosine schedule was planned for the budget
+    # a run slower than planned still stops at the budget
+    now[0] = 0.0
+    t2 = Trainer.from_recipe_name("toy", _data(), TrainConfig(steps=100000, batch_size=2, crop=32,
+                                                              device="cpu", minutes=0.5))
+    t2._clock = lambda: now[0]
+    step2 = t2.recipe.training_step
+
+    def slower(batch, step):
+        now[0] += 1.0 if step < 10 else 5.0
+        return step2(batch, step)
+
+    t2.recipe.training_step = slower
+    events = list(t2.fit_iter())
+    assert "time budget" in events[-1].message and now[0] <= 35.0

@@ -190,3 +190,26 @@ def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors):
     worker = w.apply_to_stack()
     qtbot.waitUntil(lambda: "frames toy (trained)" in viewer.layers, timeout=30000)
     assert worker is not None and errors == []
+
+
+def test_quality_monitor_is_plotted_and_the_kept_step_is_saved(train, qtbot, errors, model_library):
+    """The toy recipe's monitor (its known degradation): the widget plots it, says the best,
+    and "Save to my models" writes the kept (best) weights."""
+    import json
+
+    viewer, w = train
+    _setup_toy(viewer, w, steps=30)
+    w.monitor_spin.value = 5
+    w.patience_spin.value = 0
+    w.start()
+    _wait(qtbot, w)
+    points = w.quality_plot.series()["quality (dB)"]
+    assert [s for s, _ in points] == [0, 5, 10, 15, 20, 25, 30]
+    best_step, best = max(points, key=lambda p: p[1])
+    assert w.trainer.best["step"] == best_step
+    assert f"keeps step {best_step}" in w.status.value
+    w.name_edit.value = "kept"
+    path = w.save_model()
+    assert path is not None and errors == []
+    payload = read_checkpoint(path)
+    assert json.loads(payload["metadata"])["kept"]["step"] == best_step

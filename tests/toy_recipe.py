@@ -17,6 +17,8 @@ class ToyConfig:
     channels: int = 3
     width: int = 8
     delay: float = 0.0  # seconds slept inside each step (interrupt tests: a signal lands mid-step)
+    sabotage_from: int = 0  # > 0: from this step on, each step also adds noise to the weights
+    monitor: bool = True  # build_monitor gives proxy pairs (the known degradation of the frames)
 
 
 class ToyNet(nn.Module):
@@ -54,7 +56,21 @@ class ToyRecipe(Recipe):
 
             time.sleep(self.config.delay)
         self.backward_step(loss, "net")
+        if self.config.sabotage_from and step >= self.config.sabotage_from:
+            with torch.no_grad():
+                for p in self.net.parameters():
+                    p.add_(torch.randn(p.shape, generator=self.generator) * 0.05)
         return {"l1": loss.detach()}
+
+    def build_monitor(self, data, *, seed=0):
+        """The frames' own known degradation: a monitor whose optimum is the undone contrast loss."""
+        from napari_nlcl.monitor import ProxyPairs
+
+        if not self.config.monitor or not hasattr(data, "sources"):
+            return None
+        src = data.sources["image"]
+        clean = torch.stack([torch.from_numpy(src.frame(i)) for i in range(len(src))])
+        return ProxyPairs(0.5 * clean + 0.2, clean)
 
     def inference_model(self):
         return self.net

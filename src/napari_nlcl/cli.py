@@ -134,7 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing --output file with a new run (default: refuse)")
     t.add_argument("--from", dest="start_from", metavar="MODEL",
                    help="fine-tune: start from 'default' (the shipped model) or a model file")
-    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--steps", type=int, default=None,
+                   help="training steps (default 1000; with --minutes, as many as the budget allows)")
+    t.add_argument("--minutes", type=float, default=0.0, metavar="M",
+                   help="time budget: plan the run (and its schedule) to end within M minutes")
+    t.add_argument("--monitor-every", type=int, default=100, metavar="N",
+                   help="score the model on proxy pairs built from your data every N steps "
+                   "(fine-tuning; 0: off) and keep the best; shown as q= in the progress bar")
+    t.add_argument("--patience", type=int, default=10, metavar="K",
+                   help="stop when the score has not improved for K evaluations in a row (0: never)")
+    t.add_argument("--keep", choices=["best", "last"], default="best",
+                   help="which weights the model file gives: the best scored step (default) or the last")
     t.add_argument("--crop", type=int, default=128, help="crop size in pixels")
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--lr", type=float, default=None,
@@ -285,11 +295,13 @@ def _build_trainer(args: argparse.Namespace):
     if args.resume:
         trainer = Trainer.resume(out, data, steps=args.steps)
     else:
+        steps = args.steps if args.steps is not None else (1_000_000 if args.minutes else 1000)
         config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+            steps=steps, batch_size=args.batch_size, crop=args.crop,
             lr=cls.proposed_lr(bool(start), 2e-4) if args.lr is None else args.lr, seed=args.seed,
             schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
-            checkpoint_every=args.checkpoint_every, ema=args.ema,
+            checkpoint_every=args.checkpoint_every, ema=args.ema, monitor_every=args.monitor_every,
+            patience=args.patience, keep_best=args.keep == "best", minutes=args.minutes,
         )
         meta = {"command": "napari-nlcl train"}
         if start:
@@ -338,15 +350,29 @@ def _run_train(args: argparse.Namespace) -> Path:
     with tqdm(total=trainer.config.steps, initial=trainer.step, unit="step", disable=None,
               file=sys.stderr) as bar, _deferred_interrupt() as flag:
         try:
+            quality: dict[str, str] = {}
             for event in gen:
                 if event.kind == "step":
+                    if bar.total != event.total:  # a time budget planned the steps
+                        bar.total = event.total
                     bar.update(event.step - bar.n)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in event.losses.items()}, refresh=False)
+                    bar.set_postfix({**quality, **{k: f"{v:.4g}" for k, v in event.losses.items()}},
+                                    refresh=False)
+                elif event.kind == "monitor":
+                    m = event.monitor
+                    quality = {"q": f"{m.score:.2f}dB", "best": f"{m.best_score:.2f}@{m.best_step}"}
+                    if not sys.stderr.isatty():  # no live bar: one line per evaluation
+                        print(f"step {m.step}: quality {m.score:.2f} dB (best {m.best_score:.2f} "
+                              f"at step {m.best_step})", file=sys.stderr, flush=True)
+                elif event.kind == "done" and event.message:
+                    print(event.message, file=sys.stderr)
                 if flag["stop"]:
                     break
             gen.close()  # stopped between steps: saves the step just completed
         except KeyboardInterrupt:  # the second Ctrl+C, inside a step: that step is lost
             aborted = True
+    if trainer.best is not None and trainer.config.keep_best:
+        print(f"{out}: keeps step {trainer.best['step']} ({trainer.kept_reason()})", file=sys.stderr)
     if not (flag["stop"] or aborted):
         return out
     saved = trainer.saved_step

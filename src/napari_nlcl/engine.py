@@ -78,6 +78,16 @@ class TrainConfig:
     checkpoint_every: int = 0
     preview_every: int = 0
     ema: float = 0.0
+    #: score the model with the recipe's quality monitor every this many steps (0: never);
+    #: recipes without a monitor for their mode ignore it
+    monitor_every: int = 0
+    #: model files give the weights of the best monitored step (the last ones stay in the file)
+    keep_best: bool = True
+    #: stop when this many monitor evaluations in a row did not improve on the best (0: never)
+    patience: int = 0
+    #: time budget in minutes (0: none): the run plans its steps (and so its learning-rate
+    #: schedule) to end within it, measured from its first steps, and stops at it in any case
+    minutes: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "crop"):
@@ -97,6 +107,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0 (0 = never)")
         if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
             raise ValueError(f"ema is a decay in [0, 1) (0 = no weight average, 0.999 typical), got {self.ema!r}")
+        for name in ("monitor_every", "patience"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (0 = off), got {v!r}")
+        if not (isinstance(self.minutes, (int, float)) and self.minutes >= 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"minutes is a time budget >= 0 (0 = none), got {self.minutes!r}")
 
 
 def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
@@ -236,6 +252,12 @@ class Recipe:
         """The network used at inference (with an ``info: ModelInfo``)."""
         raise NotImplementedError
 
+    def build_monitor(self, data: Any, *, seed: int = 0) -> Any:
+        """A quality monitor (``score(net) -> float``, higher is better; see
+        :mod:`napari_nlcl.monitor`) built from ``data`` and the current networks at the
+        start of a run, or None when the recipe has none for its mode."""
+        return None
+
     @torch.no_grad()
     def preview(self, image: np.ndarray) -> np.ndarray:
         """Apply the current model to one image (numpy in, numpy out)."""
@@ -317,8 +339,9 @@ class TrainEvent:
 
     ``kind`` is ``"step"`` (after every step: ``losses``, ``lr``,
     ``images_per_s``, ``seconds_left``), ``"preview"`` (``preview`` holds the
-    model applied to the preview image), ``"checkpoint"`` (``path`` was
-    written) or ``"done"``.
+    model applied to the preview image), ``"monitor"`` (``monitor``: the
+    quality score of this step and the best so far), ``"checkpoint"``
+    (``path`` was written) or ``"done"`` (``message`` says why it ended).
     """
 
     kind: str
@@ -330,6 +353,8 @@ class TrainEvent:
     seconds_left: float = 0.0
     preview: np.ndarray | None = None
     path: Path | None = None
+    monitor: Any = None
+    message: str = ""
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -393,13 +418,36 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def model_networks(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """A checkpoint's weights for use: the moving averages where it has them (``TrainConfig.ema``)."""
-    return {**payload["networks"], **(payload.get("ema") or {})}
+WHICH = ("best", "last")
+
+
+def model_networks(payload: Mapping[str, Any], which: str = "best") -> dict[str, Any]:
+    """A checkpoint's weights for use.
+
+    ``"best"``: those of the step the quality monitor scored best, where the
+    run kept one (``TrainConfig.keep_best``); otherwise, and with ``"last"``,
+    the last step's, as moving averages where the run keeps them (``TrainConfig.ema``).
+    """
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    last = {**payload["networks"], **(payload.get("ema") or {})}
+    best = payload.get("best")
+    if which == "best" and best:
+        return {**last, **best["networks"]}
+    return last
+
+
+def kept_step(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Which step a model file's weights come from and why (``{"step", "reason"}``)."""
+    best = payload.get("best")
+    if best:
+        return {"step": int(best["step"]), "reason": best.get("reason", "best monitored step")}
+    return {"step": int(payload.get("step", 0)), "reason": "last step"}
 
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
-                 networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None) -> Path:
+                 networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None,
+                 which: str = "best") -> Path:
     """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
 
     The result loads everywhere a model file is accepted and can be fine-tuned
@@ -408,18 +456,24 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
     ``networks`` keeps only those networks (e.g. drop a discriminator that
     fine-tuning can re-learn); the others start fresh when the file is loaded.
     ``settings`` replace stored recipe settings (those fine-tuning from the
-    file starts with; validated here, recorded in the metadata).
+    file starts with; validated here, recorded in the metadata).  ``which``:
+    the best monitored step's weights (default, where the run kept one) or the
+    last step's (:func:`model_networks`); the metadata's ``kept`` says which.
     """
     payload = read_checkpoint(src)
     keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
             "config", "metadata", "step")
-    out = {**{k: payload[k] for k in keep if k in payload}, "networks": model_networks(payload), "exported": True}
+    out = {**{k: payload[k] for k in keep if k in payload}, "networks": model_networks(payload, which),
+           "exported": True}
+    kept = kept_step(payload) if which == "best" else {"step": int(payload.get("step", 0)), "reason": "last step"}
+    meta = json.loads(payload.get("metadata") or "{}")
+    meta["kept"] = kept
+    out["metadata"] = json.dumps(meta)
     if settings:
         config = json.loads(payload["config"])
         config["recipe"] = {**config["recipe"], **settings}
         config_from_dict(recipe_class(payload["recipe"]).Config, config["recipe"])  # refuses bad ones
         out["config"] = json.dumps(config)
-        meta = json.loads(payload.get("metadata") or "{}")
         meta["export_settings"] = settings
         out["metadata"] = json.dumps(meta)
     if networks is not None:
@@ -432,11 +486,12 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
 
 
 def load_recipe(path: str | os.PathLike, *, device: Any = "cpu",
-                averaged: bool = True) -> tuple[Recipe, dict[str, Any]]:
+                averaged: bool = True, which: str = "best") -> tuple[Recipe, dict[str, Any]]:
     """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload).
 
-    ``averaged``: the weight averages where the checkpoint has them
-    (:func:`model_networks`); ``False`` gives the trained weights (to resume).
+    ``averaged``: the weights for use (:func:`model_networks` with ``which``: the
+    best monitored step's, else the weight averages, else the last); ``False``
+    gives the trained weights of the last step (to resume).
     """
     payload = read_checkpoint(path)
     config = json.loads(payload["config"])
@@ -448,7 +503,7 @@ def load_recipe(path: str | os.PathLike, *, device: Any = "cpu",
         )
     recipe = build_recipe(payload["recipe"], config["recipe"], device=device,
                           seed=config["train"].get("seed", 0))
-    for name, state in (model_networks(payload) if averaged else payload["networks"]).items():
+    for name, state in (model_networks(payload, which) if averaged else payload["networks"]).items():
         if name not in recipe.networks:
             raise ValueError(f"{path}: network {name!r} is not part of recipe {payload['recipe']!r}")
         try:
@@ -514,6 +569,15 @@ class Trainer:
         self.step = 0
         #: the step that ``checkpoint`` holds, as written by this trainer (or resumed from); None: none
         self.saved_step: int | None = None
+        # quality monitor (TrainConfig.monitor_every): built from the data and the starting
+        # networks when the run starts; best = {"step", "score", "networks"} of the best score
+        self.monitor: Any = None
+        self.best: dict[str, Any] | None = None
+        self.monitor_history: list[tuple[int, float]] = []
+        self.stop_reason = ""
+        self.elapsed = 0.0  # seconds trained, over all fit_iter calls (the time budget counts them)
+        self._patience_from = 0
+        self._clock = time.perf_counter
         self.device = recipe.device
         missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
         if missing:
@@ -569,16 +633,78 @@ class Trainer:
             for name, net in nets.items():
                 net.load_state_dict(trained[name])
 
+    @contextlib.contextmanager
+    def usable_weights(self, which: str = "best") -> Iterator[None]:
+        """Within the block the networks hold the weights a model file gives (:func:`model_networks`):
+        the best monitored step's (``which="best"``, when the run keeps one), else the average, else the last."""
+        if which not in WHICH:
+            raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+        best = self.best if (which == "best" and self.config.keep_best) else None
+        with self.averaged_weights():
+            if not best:
+                yield
+                return
+            nets = self.recipe.networks
+            current = {name: {k: v.detach().clone() for k, v in nets[name].state_dict().items()}
+                       for name in best["networks"]}
+            try:
+                for name, state in best["networks"].items():
+                    nets[name].load_state_dict(state)
+                yield
+            finally:
+                for name, state in current.items():
+                    nets[name].load_state_dict(state)
+
     @property
     def model(self) -> nn.Module:
         """The network being trained, as used at inference (``dehaze(x, method=trainer.model)``).
 
-        With a weight average (``TrainConfig.ema``): a copy holding the average.
+        With a quality monitor and ``keep_best``: a copy holding the best monitored
+        step's weights; with a weight average (``TrainConfig.ema``): a copy holding
+        the average; otherwise the network itself.  :meth:`last_model` gives the last.
         """
-        if not self.ema:
+        if not self.ema and not (self.best and self.config.keep_best):
             return self.recipe.inference_model()
-        with self.averaged_weights():
+        with self.usable_weights("best"):
             return copy.deepcopy(self.recipe.inference_model())
+
+    def last_model(self) -> nn.Module:
+        """A copy of the inference network at the last step (its weight average, if kept)."""
+        with self.usable_weights("last"):
+            return copy.deepcopy(self.recipe.inference_model())
+
+    # monitor ---------------------------------------------------------------------
+    def _evaluate(self) -> Any:
+        """Score the current weights (their average, if kept) and update the best; returns a MonitorScore."""
+        from .monitor import MonitorScore
+
+        with self.averaged_weights():
+            score = float(self.monitor.score(self.recipe.inference_model()))
+            if self.best is None or score > self.best["score"]:
+                self.best = {"step": self.step, "score": score, "networks": {
+                    name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    for name, net in self.recipe.networks.items()}}
+        self.monitor_history.append((self.step, score))
+        return MonitorScore(self.step, score, self.best["step"], self.best["score"])
+
+    def evaluations_since_best(self) -> int:
+        """Monitor evaluations since the best one (in this ``fit_iter`` call: Continue starts afresh)."""
+        if self.best is None:
+            return 0
+        since = max(self.best["step"], self._patience_from)
+        return sum(1 for step, _ in self.monitor_history if step > since)
+
+    def kept_reason(self) -> str:
+        """Why the model file gives the weights it gives (stored in the checkpoint's metadata)."""
+        if not (self.best and self.config.keep_best):
+            return "last step"
+        name = getattr(self.monitor, "name", "monitor")
+        last = self.monitor_history[-1] if self.monitor_history else (self.best["step"], self.best["score"])
+        text = (f"best {name} ({self.best['score']:.2f}) of {len(self.monitor_history)} evaluations "
+                f"up to step {last[0]}")
+        if last[0] != self.best["step"]:
+            text += f"; the last scored {last[1]:.2f}"
+        return text
 
     @classmethod
     def from_recipe_name(
@@ -670,6 +796,9 @@ class Trainer:
             "versions": {"napari_nlcl": __version__, "torch": torch.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
             "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "kept": {"step": int(self.best["step"]) if self.best and self.config.keep_best else self.step,
+                     "reason": self.kept_reason()},
+            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return {
             "format": CHECKPOINT_FORMAT,
@@ -692,7 +821,22 @@ class Trainer:
             "extra": r.extra_state(),
             **({"ema": {k: dict(v) for k, v in self.ema.items()}, "ema_updates": self._ema_updates}
                if self.ema else {}),
+            **self._monitor_payload(),
+            "elapsed": float(self.elapsed),
         }
+
+    def _monitor_payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.monitor is not None and hasattr(self.monitor, "inputs"):
+            def q(t: torch.Tensor) -> torch.Tensor:  # 8 bits, as images are
+                return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
+            out["monitor"] = {"inputs": q(self.monitor.inputs), "targets": q(self.monitor.targets),
+                              "history": json.dumps(self.monitor_history)}
+        if self.best is not None and self.config.keep_best:
+            out["best"] = {"step": int(self.best["step"]), "score": float(self.best["score"]),
+                           "reason": self.kept_reason(), "networks": self.best["networks"]}
+        return out
 
     def _load_training_state(self, payload: Mapping[str, Any]) -> None:
         r = self.recipe
@@ -708,6 +852,17 @@ class Trainer:
         if rng.get("data") and hasattr(self.data, "set_state"):
             self.data.set_state(json.loads(rng["data"]))
         self.step = int(payload["step"])
+        self.elapsed = float(payload.get("elapsed", 0.0))
+        stored = payload.get("monitor")
+        if stored:
+            from .monitor import ProxyPairs
+
+            self.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255)
+            self.monitor_history = [tuple(x) for x in json.loads(stored["history"])]
+        best = payload.get("best")
+        if best:
+            self.best = {"step": int(best["step"]), "score": float(best["score"]),
+                         "networks": best["networks"]}
         if self.ema is not None and payload.get("ema"):
             for name, state in payload["ema"].items():
                 for k, v in state.items():
@@ -743,14 +898,31 @@ class Trainer:
         step (an error, or ``KeyboardInterrupt`` delivered mid-step) saves
         nothing, since the networks may be half-updated; ``saved_step`` then
         says which step the checkpoint file holds.
+
+        With ``monitor_every`` and a recipe monitor, the starting weights are
+        scored first and every ``monitor_every`` steps after ("monitor"
+        events); ``patience`` stops the run when the score has not improved
+        that many evaluations in a row, and ``minutes`` plans the steps from
+        the speed of the first ones and stops at the budget.  ``stop_reason``
+        and the "done" event's ``message`` say why a run ended early.
         """
         cfg = self.config
         r = self.recipe
         amp = bool(cfg.amp and self.device.type == "cuda")
         r.train(True)
-        started = time.perf_counter()
+        clock = self._clock
+        started = clock()
+        elapsed_before = self.elapsed
         first_step = self.step
+        self.stop_reason = ""
+        self._patience_from = first_step
+        if cfg.monitor_every and self.monitor is None:
+            self.monitor = r.build_monitor(self.data, seed=cfg.seed)
+        planned = not cfg.minutes
         try:
+            if self.monitor is not None and cfg.monitor_every and self.best is None:
+                yield TrainEvent("monitor", self.step, cfg.steps, monitor=self._evaluate())  # the start
+                r.train(True)
             while self.step < cfg.steps:
                 batch = self._next_batch()
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
@@ -766,8 +938,15 @@ class Trainer:
                     for sched in self.schedulers.values():
                         sched.step()
                 self.step += 1
-                elapsed = time.perf_counter() - started
-                rate = (self.step - first_step) / max(elapsed, 1e-9)
+                now = clock()
+                self.elapsed = elapsed_before + (now - started)
+                rate = (self.step - first_step) / max(now - started, 1e-9)
+                if not planned and self.step - first_step >= min(10, max(cfg.steps - first_step, 1)):
+                    # the budget decides the number of steps (and so the schedule): plan it once
+                    # from the speed so far, with the monitor's cost included
+                    left = cfg.minutes * 60 - self.elapsed
+                    cfg.steps = max(self.step, min(cfg.steps, self.step + int(left * rate * 0.97)))
+                    planned = True
                 yield TrainEvent(
                     "step", self.step, cfg.steps, {k: float(v) for k, v in losses.items()},
                     lr=self.lr, images_per_s=rate * cfg.batch_size,
@@ -779,11 +958,25 @@ class Trainer:
                     preview = r.preview(self.preview_image)
                     r.train(True)
                     yield TrainEvent("preview", self.step, cfg.steps, preview=preview)
+                if self.monitor is not None and cfg.monitor_every and (
+                    self.step % cfg.monitor_every == 0 or self.step == cfg.steps
+                ):
+                    result = self._evaluate()
+                    r.train(True)
+                    yield TrainEvent("monitor", self.step, cfg.steps, monitor=result)
+                    if cfg.patience and self.evaluations_since_best() >= cfg.patience:
+                        self.stop_reason = (
+                            f"stopped early at step {self.step}: the quality monitor has not improved "
+                            f"for {cfg.patience} evaluations (best at step {self.best['step']})")
+                if cfg.minutes and not self.stop_reason and clock() - started + elapsed_before >= cfg.minutes * 60:
+                    self.stop_reason = f"time budget of {cfg.minutes:g} min reached at step {self.step}"
                 if self.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
+                if self.stop_reason:
+                    break
             if self.checkpoint and self.saved_step != self.step:
                 yield TrainEvent("checkpoint", self.step, cfg.steps, path=self.save())
-            yield TrainEvent("done", self.step, cfg.steps)
+            yield TrainEvent("done", self.step, cfg.steps, message=self.stop_reason)
         except GeneratorExit:  # closed at a yield: the state is that of a completed step
             if self.checkpoint and self.saved_step != self.step:
                 self.save()

@@ -95,6 +95,7 @@ class TrainWidget(Container):
         self._viewer = viewer
         self._worker = None
         self._failed = False
+        self._quality = ""
         self.trainer = None
         self._run_dir = Path(tempfile.mkdtemp(prefix="napari-nlcl-run-"))
         self._source_widgets: dict[str, tuple[ComboBox, FileEdit]] = {}
@@ -104,6 +105,18 @@ class TrainWidget(Container):
         self.sources_box = Container(labels=True)
         self.start_combo = ComboBox(label="start from", choices=self._start_choices)
         self.steps_spin = SpinBox(label="steps", min=1, max=1_000_000, step=100, value=500)
+        self.minutes_spin = FloatSpinBox(label="budget (min)", min=0.0, max=100_000.0, step=1.0, value=0.0)
+        self.minutes_spin.tooltip = ("Time budget in minutes: the run plans its steps (and its learning-rate "
+                                     "schedule) to end within it. 0: train for the given steps.")
+        self.monitor_spin = SpinBox(label="score every", min=0, max=100_000, step=10, value=50)
+        self.monitor_spin.tooltip = (
+            "Fine-tuning: every this many steps, score the model on pairs built from your own frames "
+            "(their rain or haze, as the starting model finds it, laid over clean photos) and keep "
+            "the best-scoring model. 0: off.")
+        self.patience_spin = SpinBox(label="stop after no gain", min=0, max=10_000, value=10)
+        self.patience_spin.tooltip = ("Stop when this many scores in a row did not beat the best "
+                                      "(0: never stop early).")
+        self.keep_best_check = CheckBox(text="keep the best-scoring model (else the last)", value=True)
         self.crop_spin = SpinBox(label="crop (px)", min=16, max=1024, step=16, value=128)
         self.batch_spin = SpinBox(label="batch size", min=1, max=256, value=4)
         self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1e-1, step=1e-5, value=1e-4)
@@ -133,19 +146,24 @@ class TrainWidget(Container):
         from ._plot import LossPlot, attach_to
 
         self.plot = LossPlot()
+        self.quality_plot = LossPlot(log_y=False)
+        self.quality_plot.setToolTip("Quality score on pairs built from your frames (PSNR, dB; higher "
+                                     "is better): the kept model is the best point")
         buttons = Container(layout="horizontal", labels=False,
                             widgets=[self.start_button, self.stop_button, self.continue_button,
                                      self.reset_button])
         library_buttons = Container(layout="horizontal", labels=False,
                                     widgets=[self.import_button, self.export_button, self.delete_button])
         self.extend([
-            self.task_combo, self.sources_box, self.start_combo, self.steps_spin, self.crop_spin,
+            self.task_combo, self.sources_box, self.start_combo, self.steps_spin, self.minutes_spin,
+            self.monitor_spin, self.patience_spin, self.keep_best_check, self.crop_spin,
             self.batch_spin, self.lr_spin, self.seed_spin, self.device_combo, self.show_advanced,
             self.advanced_box, self.preview_combo, self.preview_spin, buttons, self.progress,
             self.status,
         ])
         self.plot_box = Container(labels=False)
         attach_to(self.plot_box, self.plot)
+        attach_to(self.plot_box, self.quality_plot)
         self.extend([self.plot_box, self.name_edit, self.save_button, self.apply_button,
                      self.library_combo, self.import_path, self.export_path, library_buttons])
 
@@ -317,8 +335,12 @@ class TrainWidget(Container):
             steps=int(self.steps_spin.value), batch_size=int(self.batch_spin.value),
             crop=int(self.crop_spin.value), lr=float(self.lr_spin.value), seed=int(self.seed_spin.value),
             device=self.device_combo.value, preview_every=int(self.preview_spin.value),
-            schedule=self._recipe_cls().schedule,
+            schedule=self._recipe_cls().schedule, monitor_every=int(self.monitor_spin.value),
+            patience=int(self.patience_spin.value), keep_best=bool(self.keep_best_check.value),
+            minutes=float(self.minutes_spin.value),
         )
+        if config.minutes:
+            config.steps = 1_000_000  # the budget decides
         ckpt = self._run_dir / "run.pt"
         kwargs = dict(checkpoint=ckpt, preview_image=self._preview_frame(),
                       metadata={"command": "napari Train widget"})
@@ -342,6 +364,8 @@ class TrainWidget(Container):
         self._release()
         self.trainer = trainer
         self.plot.clear()
+        self.quality_plot.clear()
+        self._quality = ""
         return self._run()
 
     def resume(self, *_: Any):
@@ -412,6 +436,14 @@ class TrainWidget(Container):
             self.status.value = (f"step {event.step}/{event.total}  "
                                  f"{event.images_per_s / max(self.trainer.config.batch_size, 1):.2f} steps/s  "
                                  f"{_format_seconds(event.seconds_left)} left")
+            if self._quality:
+                self.status.value += f"  |  {self._quality}"
+        elif event.kind == "monitor" and event.monitor is not None:
+            m = event.monitor
+            self.quality_plot.add_point(m.step, {"quality (dB)": m.score})
+            since = self.trainer.evaluations_since_best() if self.trainer is not None else 0
+            self._quality = (f"quality {m.score:.2f} dB, best {m.best_score:.2f} at step {m.best_step}"
+                             + (f" (no gain for {since} scores)" if since else ""))
         elif event.kind == "preview" and event.preview is not None:
             self._show_preview(event.preview)
 
@@ -442,7 +474,10 @@ class TrainWidget(Container):
         if tr is not None and not self._failed:  # _on_error has said what happened
             state = "done" if tr.step >= tr.config.steps else "stopped"
             saved = "; checkpoint saved" if tr.saved_step == tr.step else ""
-            self.status.value = f"{state} at step {tr.step}{saved}"
+            text = tr.stop_reason or f"{state} at step {tr.step}"
+            if tr.best is not None and tr.config.keep_best:
+                text += f"; keeps step {tr.best['step']} ({tr.best['score']:.2f} dB)"
+            self.status.value = f"{text}{saved}"
         self._failed = False
         self._set_busy(False)
 

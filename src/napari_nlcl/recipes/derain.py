@@ -349,6 +349,37 @@ def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
+@torch.no_grad()
+def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0):
+    """:class:`~napari_nlcl.monitor.ProxyPairs` of clean photo crops carrying the rain ``net``
+    finds (``O - B``, clipped at 0) in crops of the user's rainy frames ``source``."""
+    from ..monitor import ProxyPairs, frame_crops, photo_crops
+
+    rng = np.random.default_rng(seed)
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        inputs, targets = [], []
+        for crop in frame_crops(source, pairs, size, rng):
+            o = crop[None].to(device)
+            rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0]
+            clean = photo_crops(1, tuple(rain.shape[-2:]), rain.shape[0], rng)[0]
+            inputs.append((clean + rain).clamp(0.0, 1.0))
+            targets.append(clean)
+    finally:
+        net.train(was_training)
+    shapes = {t.shape for t in inputs}
+    if len(shapes) > 1:  # frames of different sizes: crop all to the smallest
+        h = min(s[-2] for s in shapes)
+        w = min(s[-1] for s in shapes)
+        inputs = [t[..., :h, :w] for t in inputs]
+        targets = [t[..., :h, :w] for t in targets]
+    return ProxyPairs(torch.stack(inputs), torch.stack(targets),
+                      description=f"{len(inputs)} clean photo crops carrying the rain the start model "
+                      "finds in the user's frames")
+
+
 # ----------------------------------------------------------------------------- recipe
 class DerainRecipe(Recipe):
     name = "derain"
@@ -619,6 +650,14 @@ class DerainRecipe(Recipe):
 
     def inference_model(self) -> DerainNet:
         return self.gen_b
+
+    def build_monitor(self, data: Any, *, seed: int = 0):
+        """Proxy pairs for the quality monitor (NLCL fine-tuning only): the rain the current
+        (starting) background generator finds in the user's rainy frames, added to clean photos."""
+        sources = getattr(data, "sources", {})
+        if self.config.mode != "nlcl" or "rainy" not in sources:
+            return None
+        return derain_proxy_pairs(self.gen_b, sources["rainy"], seed=seed)
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.config.mode, "net": asdict(self.gen_b.config)}

@@ -1,0 +1,77 @@
+"""Does the quality monitor follow the true PSNR?  Scored over the checkpoints of traced runs.
+
+Reads the checkpoints ``step_NNNNN.pt`` and the true scores ``trace.jsonl``
+written by ``benchmarks/finetune_trace.py``, builds the monitor exactly as a
+training run does (from the starting model, ``step_00000.pt``, and the
+user's frames only), scores every checkpoint with it and prints the Spearman
+rank correlation between monitor and true PSNR, and whether the checkpoint
+the monitor picks is within 0.2 dB of the truly best one.
+
+    python benchmarks/monitor_study.py runs/trace_derain
+    python benchmarks/monitor_study.py runs/trace_dehaze
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def study(trace: Path, *, seed: int = 0, verbose: bool = True) -> dict:
+    from scipy.stats import spearmanr
+
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import load_recipe
+
+    rows = [json.loads(line) for line in (trace / "trace.jsonl").open()]
+    steps = sorted({r["step"] for r in rows})
+    truth = {r["step"]: r["psnr"] for r in rows}
+    # the run's own settings (stored in its checkpoints) and the user's frames only
+    recipe, _ = load_recipe(trace / f"step_{steps[0]:05d}.pt")
+    if recipe.task == "derain":
+        from bench_derain import VAL_DIR
+
+        sources = {"rainy": str(VAL_DIR / "rain")}
+    else:
+        sources = {"hazy": str(trace.parent / "data" / "dehaze_val_hazy")}
+    monitor = recipe.build_monitor(RandomCrops(sources, crop=64), seed=seed)
+    scores = {}
+    for step in steps:
+        r, _ = load_recipe(trace / f"step_{step:05d}.pt")
+        scores[step] = monitor.score(r.inference_model())
+        if verbose:
+            print(f"| {step} | {truth[step]:.2f} | {scores[step]:.3f} |", flush=True)
+    m = np.array([scores[s] for s in steps])
+    t = np.array([truth[s] for s in steps])
+    rho = float(spearmanr(m, t).statistic)
+    picked = steps[int(np.argmax(m))]
+    best = steps[int(np.argmax(t))]
+    return {"trace": str(trace), "checkpoints": len(steps), "spearman": round(rho, 3),
+            "picked_step": picked, "picked_psnr": truth[picked], "best_step": best,
+            "best_psnr": truth[best], "within_0.2dB": bool(truth[best] - truth[picked] <= 0.2),
+            "start_psnr": truth[steps[0]]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("traces", nargs="+", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for trace in args.traces:
+        print(f"{trace}\n| step | true PSNR (dB) | monitor (dB) |\n|---|---|---|")
+        print(json.dumps(study(trace, seed=args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
