@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def study(trace: Path, *, seed: int = 0, verbose: bool = True) -> dict:
+def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None = None,
+          gains: tuple | None = None) -> dict:
     from scipy.stats import spearmanr
 
     from napari_nlcl.data import RandomCrops
@@ -42,7 +43,14 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True) -> dict:
         sources = {"rainy": str(VAL_DIR / "rain")}
     else:
         sources = {"hazy": str(trace.parent / "data" / "dehaze_val_hazy")}
-    monitor = recipe.build_monitor(RandomCrops(sources, crop=64), seed=seed)
+    data = RandomCrops(sources, crop=64)
+    if recipe.task == "derain" and (pairs or gains):  # a variant of the shipped monitor
+        from napari_nlcl.recipes.derain import derain_proxy_pairs
+
+        monitor = derain_proxy_pairs(recipe.gen_b, data.sources["rainy"], seed=seed, pairs=pairs or 16,
+                                     gains=gains or (1.0,))
+    else:
+        monitor = recipe.build_monitor(data, seed=seed)
     scores = {}
     for step in steps:
         r, _ = load_recipe(trace / f"step_{step:05d}.pt")
@@ -65,11 +73,14 @@ def main(argv=None) -> int:
     ap.add_argument("traces", nargs="+", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=None, help="derain: number of proxy pairs (variant)")
+    ap.add_argument("--gains", type=float, nargs="+", default=None, help="derain: rain gains (variant)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     for trace in args.traces:
         print(f"{trace}\n| step | true PSNR (dB) | monitor (dB) |\n|---|---|---|")
-        print(json.dumps(study(trace, seed=args.seed)))
+        print(json.dumps(study(trace, seed=args.seed, pairs=args.pairs,
+                               gains=tuple(args.gains) if args.gains else None)))
     return 0
 
 

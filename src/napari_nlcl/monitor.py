@@ -9,7 +9,8 @@ A monitor gives a score the trainer can keep the best model by and stop on.
 image is known, built once at the start of a run from the user's own data.
 The degradation the *starting* model finds in the user's frames (the rain
 layer ``O - B``, the haze over the scene) is put onto clean photos bundled
-with scikit-image, so the pairs carry the user's rain or haze style; the
+with scikit-image that no recipe trains on, so the pairs carry the user's
+rain or haze style; the
 score is the PSNR of the model's output against the clean photo.  A model
 that starts removing scene structure, shifting colours or leaving the
 user's kind of rain behind loses PSNR here.  How well this follows the true
@@ -94,15 +95,40 @@ def frame_crops(source, count: int, size: int, rng: np.random.Generator) -> list
     return crops
 
 
-def photo_crops(count: int, size: tuple[int, int], channels: int, rng: np.random.Generator) -> list[torch.Tensor]:
-    """``count`` crops of the clean photos bundled with scikit-image (grey when ``channels`` is 1)."""
-    from .recipes.derain import _fallback_clean_images
+#: photos bundled with scikit-image (no download) that no training recipe uses: the derain
+#: recipe trains on its fallback photos (``recipes.derain.FALLBACK_CLEAN``), and a monitor scored
+#: on the photos a run trains on rises as the run learns those photos, not the user's rain
+MONITOR_PHOTOS = ("stereo_motorcycle",)
 
-    photos = _fallback_clean_images()
+
+def monitor_photos() -> list[np.ndarray]:
+    """The :data:`MONITOR_PHOTOS` (and the second view of the stereo pair) as float32 RGB in [0, 1]."""
+    import skimage.data
+
+    images = []
+    for name in MONITOR_PHOTOS:
+        data = getattr(skimage.data, name)()
+        for im in (data[:2] if isinstance(data, tuple) else (data,)):
+            im = np.asarray(im, dtype=np.float32) / 255.0
+            if im.ndim == 2:
+                im = np.repeat(im[..., None], 3, axis=-1)
+            images.append(np.ascontiguousarray(im[..., :3]))
+    return images
+
+
+_PHOTOS: list[np.ndarray] | None = None
+
+
+def photo_crops(count: int, size: tuple[int, int], channels: int, rng: np.random.Generator) -> list[torch.Tensor]:
+    """``count`` random crops of :func:`monitor_photos` (grey when ``channels`` is 1)."""
+    global _PHOTOS
+    if _PHOTOS is None:
+        _PHOTOS = monitor_photos()
+    photos = _PHOTOS
     h, w = size
     crops = []
-    for k in range(count):
-        im = photos[k % len(photos)]
+    for _ in range(count):
+        im = photos[int(rng.integers(len(photos)))]
         ph, pw = im.shape[:2]
         if ph < h or pw < w:
             scale = max(h / ph, w / pw)

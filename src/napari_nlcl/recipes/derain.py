@@ -86,6 +86,11 @@ class DerainConfig:
     # without clean images given: the probability that a step uses the model's own backgrounds of
     # the user's images (detached) as the clean images, instead of the bundled photos
     pseudo_clean: float = 0.0
+    # fine-tuning (nlcl mode from a trained model): L1 of the background to the frozen starting
+    # model's background of the same crop, and where transplants take their rain from: the
+    # model being trained ("current") or the frozen starting model ("start", no feedback loop)
+    anchor_weight: float = 0.0
+    transplant_from: str = "current"
     # NLCL
     consistency_weight: float = 1.0
     sparsity_weight: float = 0.1
@@ -125,7 +130,7 @@ class DerainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
-                     "pseudo_clean", "downpour_sheets"):
+                     "pseudo_clean", "downpour_sheets", "anchor_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -133,6 +138,8 @@ class DerainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.transplant_from not in ("current", "start"):
+            raise ValueError(f"transplant_from must be 'current' or 'start', got {self.transplant_from!r}")
         if self.patch_features not in ("flatten", "mean"):
             raise ValueError(f"patch_features must be 'flatten' or 'mean', got {self.patch_features!r}")
         if self.window <= self.patch:
@@ -350,9 +357,12 @@ def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0):
+def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0,
+                       gains: tuple = (1.0,)):
     """:class:`~napari_nlcl.monitor.ProxyPairs` of clean photo crops carrying the rain ``net``
-    finds (``O - B``, clipped at 0) in crops of the user's rainy frames ``source``."""
+    finds (``O - B``, clipped at 0) in crops of the user's rainy frames ``source``, scaled by
+    each of ``gains`` in turn (a gain below 1 makes light-rain pairs, where removing scene
+    detail shows)."""
     from ..monitor import ProxyPairs, frame_crops, photo_crops
 
     rng = np.random.default_rng(seed)
@@ -361,9 +371,12 @@ def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: in
     net.eval()
     try:
         inputs, targets = [], []
-        for crop in frame_crops(source, pairs, size, rng):
+        m = max(int(net.info.size_multiple or 1), 1)
+        for k, crop in enumerate(frame_crops(source, pairs, size, rng)):
+            h, w = crop.shape[-2:]
+            crop = crop[..., : h - h % m or h, : w - w % m or w]  # the network's size multiple
             o = crop[None].to(device)
-            rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0]
+            rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0] * float(gains[k % len(gains)])
             clean = photo_crops(1, tuple(rain.shape[-2:]), rain.shape[0], rng)[0]
             inputs.append((clean + rain).clamp(0.0, 1.0))
             targets.append(clean)
@@ -432,6 +445,26 @@ class DerainRecipe(Recipe):
             self.add_optimizer("disc", self.disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.add_optimizer("gen", g_params, lr=2e-4, betas=(0.5, 0.999) if cfg.mode == "nlcl" else (0.9, 0.999))
         self._fallback: list[torch.Tensor] | None = None
+        # the frozen starting model, for the anchor and start-model transplants (set by start_from)
+        self.teacher = None
+        if cfg.mode == "nlcl" and (cfg.anchor_weight or cfg.transplant_from == "start"):
+            import copy
+
+            self.teacher = self.add_network("teacher", copy.deepcopy(self.gen_b))
+            self.teacher.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> None:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+
+    def start_from(self, networks) -> None:
+        """Initialise from a trained model (fine-tuning); the frozen teacher copies its background
+        generator (not any teacher the file has: that was the start of an earlier run)."""
+        networks = {k: v for k, v in networks.items() if k != "teacher"}
+        super().start_from(networks)
+        if self.teacher is not None:
+            self.teacher.load_state_dict(self.gen_b.state_dict())
 
     # ------------------------------------------------------------------ pieces
     def gen_b_nce_layers(self) -> list[str]:
@@ -529,6 +562,10 @@ class DerainRecipe(Recipe):
         else:
             clean = self._clean_crops(b, h, w)
         losses: dict[str, torch.Tensor] = {}
+        start_bg = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                start_bg = self.teacher(rainy).clamp(0.0, 1.0)
 
         # discriminator: clean photos are real, backgrounds fake (LSGAN)
         if cfg.gan_weight:
@@ -561,13 +598,18 @@ class DerainRecipe(Recipe):
             # the rain the model finds in the user's images, added to clean photos: pairs in the
             # user's own rain style (streak shape, blur, veil) without any ground truth
             with torch.no_grad():
-                found = (rainy - bg.detach()).clamp(min=0.0)
+                source = start_bg if (cfg.transplant_from == "start" and start_bg is not None) else bg.detach()
+                found = (rainy - source).clamp(min=0.0)
                 lo, hi = cfg.transplant_gain
                 if hi > lo or lo != 1.0:  # heavier copies of the user's rain: remove all of it
                     found = found * (lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=self.generator)).to(found)
             tr = F.l1_loss(self.gen_b((clean + found).clamp(0.0, 1.0)), clean)
             loss = loss + cfg.transplant_weight * tr
             losses["transplant"] = tr.detach()
+        if cfg.anchor_weight and start_bg is not None:
+            an = F.l1_loss(bg, start_bg)
+            loss = loss + cfg.anchor_weight * an
+            losses["anchor"] = an.detach()
         if cfg.sup_weight:
             sup, sup_losses = self._supervised(clean)
             loss = loss + cfg.sup_weight * sup
