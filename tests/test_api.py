@@ -44,7 +44,7 @@ def test_method_options_reach_the_model():
     strong = napari_nlcl.dehaze(hazy, method="dcp", omega=0.95, device="cpu")
     weak = napari_nlcl.dehaze(hazy, method="dcp", omega=0.6, device="cpu")
     assert strong.std() > weak.std()
-    with pytest.raises(TypeError, match="bad option for method 'dcp'"):
+    with pytest.raises(TypeError, match="method 'dcp' \(dehaze\) has no option 'colour'"):
         napari_nlcl.dehaze(hazy, method="dcp", colour="red")
 
 
@@ -66,3 +66,31 @@ def test_load_model_checks():
         napari_nlcl.load_model(42)
     with pytest.raises(ValueError, match="not a derain model"):
         napari_nlcl.load_model(model, task="derain")
+
+
+def test_unknown_method_options_are_refused_for_every_method():
+    import napari_nlcl
+    from napari_nlcl.methods import registry
+
+    img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    for spec in registry.methods():
+        with pytest.raises(TypeError, match="has no option 'foo'"):
+            registry.build(spec.name, spec.task, foo=1)
+    with pytest.raises(TypeError, match="its options: none"):
+        napari_nlcl.derain(img, foo=1, device="cpu")
+    with pytest.raises(TypeError, match="omega"):
+        napari_nlcl.dehaze(img, method="dcp", omegaa=0.9, device="cpu")
+    assert napari_nlcl.dehaze(img, method="dcp", omega=0.9, device="cpu").shape == img.shape
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 2), (96, 96, 16), (40, 48, 5)])
+def test_a_short_trailing_axis_is_never_guessed(shape):
+    import napari_nlcl
+
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    with pytest.raises(ValueError, match="channel_axis=-1"):
+        napari_nlcl.dehaze(img, method="dcp", device="cpu")
+    out = napari_nlcl.dehaze(img, method="dcp", channel_axis=-1, device="cpu")
+    assert out.shape == shape
+    # a stack of planes (short leading axis) and RGB stay automatic
+    assert napari_nlcl.dehaze(np.moveaxis(img, -1, 0), method="dcp", device="cpu").shape[0] == shape[-1]

@@ -418,7 +418,7 @@ def test_default_model_t_min_option():
     assert np.abs(weak - hazy).mean() < np.abs(strong - hazy).mean()
     with pytest.raises(ValueError, match="t_min must be in"):
         napari_nlcl.dehaze(hazy, device="cpu", t_min=1.5)
-    with pytest.raises(TypeError, match="bad option"):
+    with pytest.raises(TypeError, match="has no option 'omega'; its options: t_min"):
         napari_nlcl.dehaze(hazy, device="cpu", omega=0.9)
 
 

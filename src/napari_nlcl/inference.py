@@ -113,11 +113,29 @@ def check_model(model: Any) -> ModelInfo:
     return info
 
 
+#: with channel_axis="auto", a trailing axis this short (and not 3 or 4) is refused as ambiguous
+AMBIGUOUS_TRAILING = 16
+
+
 def resolve_channel_axis(shape: tuple[int, ...], channel_axis: Any) -> int | None:
-    """Normalise ``channel_axis``; ``"auto"`` means a trailing axis of 3 or 4 is RGB(A)."""
+    """Normalise ``channel_axis``; ``"auto"`` means a trailing axis of 3 or 4 is RGB(A).
+
+    A short trailing axis of another length (2, 5, ... 16 entries, much shorter
+    than the axis before it) is refused with ``"auto"``: it is far more likely
+    channels than an image a few pixels wide, and guessing either way would
+    process the data along the wrong axis.
+    """
     ndim = len(shape)
-    if channel_axis == "auto":
-        return ndim - 1 if ndim >= 3 and shape[-1] in (3, 4) else None
+    if isinstance(channel_axis, str) and channel_axis == "auto":
+        if ndim >= 3 and shape[-1] in (3, 4):
+            return ndim - 1
+        if ndim >= 3 and shape[-1] <= AMBIGUOUS_TRAILING and shape[-2] >= 4 * shape[-1]:
+            # (H, W, 2), (96, 96, 16): channels, or planes a few pixels wide? never guess
+            raise ValueError(
+                f"the last axis of shape {tuple(shape)} has only {shape[-1]} entries: if these are "
+                "channels, pass channel_axis=-1; if they really are image columns, pass channel_axis=None"
+            )
+        return None
     if channel_axis is None:
         return None
     if not isinstance(channel_axis, (int, np.integer)):

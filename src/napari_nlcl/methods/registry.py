@@ -75,10 +75,29 @@ def build(name: str, task: str | None = None, **kwargs: Any):
     spec = get(name, task)
     module, attr = spec.factory.split(":")
     factory = getattr(importlib.import_module(module), attr)
+    valid = _valid_options(spec, factory)
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        listed = ", ".join(sorted(valid)) if valid else "none"
+        raise TypeError(f"method {name!r} ({spec.task}) has no option {', '.join(map(repr, unknown))}; "
+                        f"its options: {listed}")
     try:
         return factory(**kwargs)
     except TypeError as exc:
         raise TypeError(f"bad option for method {name!r}: {exc}") from exc
+
+
+def _valid_options(spec: MethodSpec, factory: Any) -> set[str]:
+    """The declared options, and the factory's own named parameters (never a ``**catch-all``)."""
+    import inspect
+
+    names = {o.name for o in spec.options}
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return names
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return names | {p.name for p in params if p.kind in kinds}
 
 
 register(
