@@ -47,6 +47,14 @@ def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer,
     assert w.run() is not None
     _wait_idle(qtbot, w)
     assert viewer.layers["rainy rain"] is rain_layer and len(viewer.layers) == 3
+    # the rain layer never covers the result: hidden, below it
+    names = [lay.name for lay in viewer.layers]
+    assert not rain_layer.visible and names.index("rainy rain") < names.index("rainy derained")
+    # unchecked on a later run: no stale rain layer is left
+    w.rain_check.value = False
+    assert w.run() is not None
+    _wait_idle(qtbot, w)
+    assert "rainy rain" not in viewer.layers and "rainy derained" in viewer.layers
 
 
 def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors):

@@ -213,3 +213,12 @@ def test_quality_monitor_is_plotted_and_the_kept_step_is_saved(train, qtbot, err
     assert path is not None and errors == []
     payload = read_checkpoint(path)
     assert json.loads(payload["metadata"])["kept"]["step"] == best_step
+
+
+def test_train_widget_fits_a_1280x800_screen(train):
+    viewer, w = train
+    w.show_advanced.value = True
+    # napari docks w.native: the form scrolls inside it instead of forcing the window taller
+    assert w.native.minimumSizeHint().height() < 500 < w.form.native.minimumSizeHint().height()
+    dock = viewer.window._qt_window.findChildren(type(w.native.parentWidget()))
+    assert dock and viewer.window._qt_window.minimumSizeHint().height() < 800

@@ -91,7 +91,10 @@ class TrainWidget(Container):
         from napari_nlcl.engine import recipe_names
         from napari_nlcl.inference import available_devices
 
-        super().__init__(labels=True)
+        super().__init__(labels=False)
+        # the form scrolls inside the dock, so the widget fits a 1280x800 screen (napari docks
+        # ``native``, not magicgui's own scroll area)
+        self.form = Container(labels=True)
         self._viewer = viewer
         self._worker = None
         self._failed = False
@@ -154,7 +157,7 @@ class TrainWidget(Container):
                                      self.reset_button])
         library_buttons = Container(layout="horizontal", labels=False,
                                     widgets=[self.import_button, self.export_button, self.delete_button])
-        self.extend([
+        self.form.extend([
             self.task_combo, self.sources_box, self.start_combo, self.steps_spin, self.minutes_spin,
             self.monitor_spin, self.patience_spin, self.keep_best_check, self.crop_spin,
             self.batch_spin, self.lr_spin, self.seed_spin, self.device_combo, self.show_advanced,
@@ -164,8 +167,19 @@ class TrainWidget(Container):
         self.plot_box = Container(labels=False)
         attach_to(self.plot_box, self.plot)
         attach_to(self.plot_box, self.quality_plot)
-        self.extend([self.plot_box, self.name_edit, self.save_button, self.apply_button,
+        self.form.extend([self.plot_box, self.name_edit, self.save_button, self.apply_button,
                      self.library_combo, self.import_path, self.export_path, library_buttons])
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QFrame, QScrollArea
+
+        from ._plot import wrap_native
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.form.native)
+        self.append(wrap_native(scroll, name="form_scroll"))
 
         self.task_combo.changed.connect(self._task_changed)
         self.start_combo.changed.connect(self._start_changed)

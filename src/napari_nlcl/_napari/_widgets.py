@@ -376,13 +376,22 @@ class DerainWidget(TaskWidget):
 
     def _show_result(self, layer: Any, result: Any) -> None:
         super()._show_result(layer, result)
+        name = f"{layer.name} rain"
         if self.rain_check.value:
             from napari_nlcl.api import _difference
 
-            name = f"{layer.name} rain"
+            new = name not in self._viewer.layers
             self._put_layer(name, _difference(layer.data, result), layer)
+            rain = self._viewer.layers[name]
             lo, hi = layer.contrast_limits  # rain is faint: show it at twice the input's contrast
-            self._viewer.layers[name].contrast_limits = (lo, lo + (hi - lo) / 2)
+            rain.contrast_limits = (lo, lo + (hi - lo) / 2)
+            if new:  # below the result, hidden: it must not cover what the user asked for
+                rain.visible = False
+                layers = self._viewer.layers
+                target = layers.index(self.output_name(layer))
+                layers.move(layers.index(rain), target)
+        elif name in self._viewer.layers:  # a rain layer of an earlier run would now be stale
+            self._viewer.layers.remove(name)
 
 
 class TranslateWidget(TaskWidget):
