@@ -208,3 +208,23 @@ def test_saved_model_appears_in_the_picker_and_runs(make_napari_viewer, qtbot, e
     _wait_idle(qtbot, w, worker)
     assert errors == []
     assert viewer.layers["hazy dehazed"].data.shape == (64, 96, 3)
+
+
+def test_12_bit_data_in_uint16_uses_the_layer_contrast_limits(widget, qtbot, errors):
+    """A 12-bit microscopy stack stored as uint16: by default the widget maps the layer's
+    contrast limits (not 0-65535) to the model's range, so the result is not nearly black."""
+    viewer, w = widget
+    hazy = _hazy((96, 128, 3)).mean(-1)
+    data = (719 + hazy / 255.0 * (4050 - 719)).astype(np.uint16)
+    layer = viewer.add_image(data, name="em", contrast_limits=(719, 4050))
+    assert w.range_combo.value == "contrast limits"
+    _wait_idle(qtbot, w, w.run())
+    out = viewer.layers["em dehazed"].data
+    assert out.dtype == np.uint16 and 719 <= out.min() and out.max() <= 4050
+    assert out.max() - out.min() > 0.5 * (4050 - 719)  # spans the limits: contrast was restored
+    w.range_combo.value = "data type"  # the old behaviour stays available
+    _wait_idle(qtbot, w, w.run())
+    by_type = viewer.layers["em dehazed"].data
+    assert not np.array_equal(by_type, out)
+    np.testing.assert_array_equal(layer.data, data)
+    assert errors == []

@@ -261,6 +261,9 @@ def finetune(
     seed: int = 0,
     device: str = "auto",
     checkpoint: Any = None,
+    monitor_every: int = 50,
+    patience: int = 10,
+    minutes: float = 0.0,
     **settings: Any,
 ):
     """A ready :class:`~napari_nlcl.engine.Trainer` that fine-tunes on your own data.
@@ -284,6 +287,12 @@ def finetune(
         derain), else 1e-4.
     checkpoint : path, optional
         Where to save (at the end, and when a ``fit_iter()`` loop is stopped).
+    monitor_every, patience, minutes
+        Every ``monitor_every`` steps the model is scored on proxy pairs built
+        from ``data`` (:mod:`napari_nlcl.monitor`; fine-tuning derain and dehaze)
+        and ``trainer.model`` is the best-scoring one; the run stops after
+        ``patience`` scores without a gain (0: never) or after ``minutes`` (0: no budget;
+        with a budget, ``steps`` is the most it may take).
     **settings
         Recipe settings, e.g. ``dark_weight=0.1``.
 
@@ -309,7 +318,8 @@ def finetune(
         start = "default" if cls.fine_tune_by_default else None
     lr = cls.proposed_lr(start is not None, 1e-4) if lr is None else lr
     config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
-                         schedule=cls.schedule)
+                         schedule=cls.schedule, monitor_every=monitor_every, patience=patience,
+                         minutes=minutes)
     if start is None:
         return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
     if isinstance(start, str) and start == "default":

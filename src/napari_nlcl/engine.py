@@ -699,11 +699,12 @@ class Trainer:
         if not (self.best and self.config.keep_best):
             return "last step"
         name = getattr(self.monitor, "name", "monitor")
+        unit = f" {self.monitor.unit}" if getattr(self.monitor, "unit", "") else ""
         last = self.monitor_history[-1] if self.monitor_history else (self.best["step"], self.best["score"])
-        text = (f"best {name} ({self.best['score']:.2f}) of {len(self.monitor_history)} evaluations "
-                f"up to step {last[0]}")
+        text = (f"best {name} ({self.best['score']:.2f}{unit}) of {len(self.monitor_history)} "
+                f"evaluations up to step {last[0]}")
         if last[0] != self.best["step"]:
-            text += f"; the last scored {last[1]:.2f}"
+            text += f"; the last scored {last[1]:.2f}{unit}"
         return text
 
     @classmethod

@@ -50,6 +50,7 @@ class ProxyPairs:
     """
 
     name = "proxy PSNR"
+    unit = "dB"
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, *, batch: int = 4,
                  description: str = ""):

@@ -27,6 +27,8 @@ from magicgui.widgets import (
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
+#: the widgets' "value range" choices -> the engine's value_range ("limits": the layer's contrast limits)
+VALUE_RANGES = {"contrast limits": "limits", "data type": None, "each plane": "plane"}
 OUTPUT_SUFFIX = {"dehaze": "dehazed", "derain": "derained", "translate": "translated"}
 
 
@@ -157,6 +159,11 @@ class TaskWidget(Container):
             self.method_combo.value = "default"
         self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=DEFAULT_TILE)
         self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.range_combo = ComboBox(label="value range", choices=list(VALUE_RANGES), value="contrast limits")
+        self.range_combo.tooltip = (
+            "Which intensities map to black and white for the model. 'contrast limits': the layer's "
+            "(right for 12-bit data in uint16 and other data that does not fill its type); "
+            "'data type': 0-255 / 0-65535; 'each plane': each plane's own minimum and maximum.")
         self.lazy_check = CheckBox(
             text="lazy output for stacks (compute planes as you browse)", value=True
         )
@@ -170,7 +177,7 @@ class TaskWidget(Container):
         self.extend(
             [
                 self.layer_combo, self.method_combo, self.options_box, self.tile_spin,
-                self.device_combo, self.lazy_check, self.run_button, self.stop_button,
+                self.device_combo, self.range_combo, self.lazy_check, self.run_button, self.stop_button,
                 self.progress, self.status, self.zarr_path, self.zarr_button,
             ]
         )
@@ -240,8 +247,16 @@ class TaskWidget(Container):
         check_inputs(layer.data, model, channel_axis=channel_axis, tile=int(self.tile_spin.value),
                      overlap=None, batch_size=1)
         kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
-                      device=self.device_combo.value)
+                      device=self.device_combo.value, value_range=self._value_range(layer))
         return layer, model, kwargs
+
+    def _value_range(self, layer: Any) -> Any:
+        """The ``value_range`` of the engine for the chosen "value range" setting."""
+        choice = VALUE_RANGES[self.range_combo.value]
+        if choice == "limits":
+            lo, hi = (float(v) for v in layer.contrast_limits)
+            return (lo, hi) if hi > lo else None
+        return choice
 
     # ------------------------------------------------------------------ actions
     def run(self, *_: Any):
