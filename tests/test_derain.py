@@ -742,3 +742,37 @@ def test_default_reaches_the_issue_target_on_the_validation_set():
         inputs.append(y_psnr(rainy, clean))
     assert np.mean(inputs) == pytest.approx(22.29, abs=0.01)  # the set the README reports on
     assert np.mean(scores) >= 29.0
+
+
+def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal(tmp_path):
+    """Fine-tuning on frames that carry no rain (flat noise): with the anchor to the frozen
+    start model the output stays close to the start's; without it the model drifts further."""
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import Trainer, TrainConfig
+
+    start = tiny(mode="synthetic")
+    perturb_heads(start)
+    ckpt = tmp_path / "start.pt"
+    Trainer(start, [], TrainConfig(steps=1, device="cpu")).save(ckpt)
+    frames = np.random.default_rng(0).random((4, 64, 64, 3)).astype(np.float32) * 0.2 + 0.4
+    probe = torch.from_numpy(frames[:2]).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        before = start.gen_b.eval()(probe)
+    drift = {}
+    for anchor in (0.0, 3.0):
+        crops = RandomCrops({"rainy": frames}, crop=64, batch_size=2, seed=0)
+        config = TrainConfig(steps=15, batch_size=2, crop=64, lr=2e-3, device="cpu")
+        t = Trainer.from_model(ckpt, crops, config, recipe_config={
+            "mode": "nlcl", "anchor_weight": anchor, "transplant_from": "start"})
+        assert t.recipe.has_teacher
+        t.fit()
+        with torch.no_grad():
+            after = t.recipe.gen_b.eval()(probe)
+        drift[anchor] = float((after - before).abs().mean())
+    assert drift[3.0] < 0.5 * drift[0.0]
+    # a run from scratch has no start to anchor to: the term is not used
+    scratch = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),
+                                       TrainConfig(steps=1, device="cpu"),
+                                       recipe_config={**TINY, "mode": "nlcl", "anchor_weight": 1.0})
+    assert not scratch.recipe.has_teacher
+    assert "anchor" not in scratch.fit()[0].losses

@@ -445,8 +445,10 @@ class DerainRecipe(Recipe):
             self.add_optimizer("disc", self.disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
         self.add_optimizer("gen", g_params, lr=2e-4, betas=(0.5, 0.999) if cfg.mode == "nlcl" else (0.9, 0.999))
         self._fallback: list[torch.Tensor] | None = None
-        # the frozen starting model, for the anchor and start-model transplants (set by start_from)
+        # the frozen starting model, for the anchor and start-model transplants (loaded by
+        # start_from; a run from scratch has no starting model, so neither is used)
         self.teacher = None
+        self.has_teacher = False
         if cfg.mode == "nlcl" and (cfg.anchor_weight or cfg.transplant_from == "start"):
             import copy
 
@@ -465,6 +467,13 @@ class DerainRecipe(Recipe):
         super().start_from(networks)
         if self.teacher is not None:
             self.teacher.load_state_dict(self.gen_b.state_dict())
+            self.has_teacher = True
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"has_teacher": self.has_teacher}
+
+    def load_extra_state(self, state) -> None:
+        self.has_teacher = bool(state.get("has_teacher", False))
 
     # ------------------------------------------------------------------ pieces
     def gen_b_nce_layers(self) -> list[str]:
@@ -563,7 +572,7 @@ class DerainRecipe(Recipe):
             clean = self._clean_crops(b, h, w)
         losses: dict[str, torch.Tensor] = {}
         start_bg = None
-        if self.teacher is not None:
+        if self.teacher is not None and self.has_teacher:
             with torch.no_grad():
                 start_bg = self.teacher(rainy).clamp(0.0, 1.0)
 
