@@ -1,6 +1,6 @@
 """Screenshot of napari with the Train widget fine-tuning the default dehazer, taken mid-run.
 
-    xvfb-run -a python docs/make_train_screenshot.py docs/images/napari_train.png
+    xvfb-run -a -s "-screen 0 1280x800x24" python docs/make_train_screenshot.py docs/images/napari_train.png
 
 Opens the hazy sample, chooses Dehaze / start from the shipped default / the
 sample as unsupervised training data, starts training and grabs the window
@@ -16,9 +16,9 @@ from qtpy.QtWidgets import QApplication
 from napari_nlcl._napari._train import DEFAULT, TrainWidget
 
 
-def main(out: str, steps_before_shot: int = 30) -> None:
+def main(out: str, steps_before_shot: int = 60) -> None:
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 1000)
+    viewer.window._qt_window.resize(1280, 800)
     viewer.open_sample("napari-nlcl", "hazy_scene")
     layer = viewer.layers[0]
     w = TrainWidget(viewer)
@@ -30,6 +30,7 @@ def main(out: str, steps_before_shot: int = 30) -> None:
     w.batch_spin.value = 2
     w.preview_combo.value = layer
     w.preview_spin.value = 10
+    w.monitor_spin.value = 10  # the quality plot fills during the shot's first steps
     w.name_edit.value = "rocket haze"
     w.start()
     app = QApplication.instance()

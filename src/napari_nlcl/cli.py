@@ -121,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train or fine-tune a model with a registered recipe",
         description="Train RECIPE on image data (files, folders, multi-page TIFF, zarr; read lazily) "
         "and save a model file usable with -m/--method and in the napari widgets. "
-        "Stop with Ctrl+C: the model is saved at the current step and --resume continues it.",
+        "Ctrl+C stops after the current step and saves it (a second Ctrl+C stops at once, keeping "
+        "the last saved step); --resume continues it.  Fine-tuning scores the model every "
+        "--monitor-every steps on pairs built from your data and the file gives the best-scoring "
+        "step (--keep last: the last).",
     )
     t.add_argument("recipe", help="recipe name (see `napari-nlcl methods`)")
     t.add_argument("--data", action="append", default=[], metavar="[SOURCE=]PATH",

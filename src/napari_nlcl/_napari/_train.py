@@ -136,6 +136,7 @@ class TrainWidget(Container):
         self.reset_button = PushButton(text="Reset", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="", value="not started")
+        self.status.native.setWordWrap(True)  # long status lines wrap instead of widening the dock
         self.name_edit = LineEdit(label="model name", value="")
         self.save_button = PushButton(text="Save to my models", enabled=False)
         self.apply_button = PushButton(text="Apply to stack", enabled=False)
@@ -179,6 +180,9 @@ class TrainWidget(Container):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.form.native)
+        # as wide as the form needs (it scrolls vertically only), so nothing is cut at the right
+        scroll.setMinimumWidth(self.form.native.minimumSizeHint().width()
+                               + scroll.verticalScrollBar().sizeHint().width())
         self.append(wrap_native(scroll, name="form_scroll"))
 
         self.task_combo.changed.connect(self._task_changed)

@@ -172,6 +172,7 @@ class TaskWidget(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="", value="")
+        self.status.native.setWordWrap(True)  # long messages wrap instead of widening the dock
         self.zarr_path = FileEdit(label="save stack to", mode="w", filter="*.zarr")
         self.zarr_button = PushButton(text="Process whole stack to zarr")
         self.extend(
