@@ -63,6 +63,7 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
     picked = steps[int(np.argmax(m))]
     best = steps[int(np.argmax(t))]
     return {"trace": str(trace), "checkpoints": len(steps), "spearman": round(rho, 3),
+            "monitor": [round(float(v), 3) for v in m], "truth": [float(v) for v in t],
             "picked_step": picked, "picked_psnr": truth[picked], "best_step": best,
             "best_psnr": truth[best], "within_0.2dB": bool(truth[best] - truth[picked] <= 0.2),
             "start_psnr": truth[steps[0]]}
@@ -77,10 +78,20 @@ def main(argv=None) -> int:
     ap.add_argument("--gains", type=float, nargs="+", default=None, help="derain: rain gains (variant)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from scipy.stats import spearmanr
+
+    results = []
     for trace in args.traces:
         print(f"{trace}\n| step | true PSNR (dB) | monitor (dB) |\n|---|---|---|")
-        print(json.dumps(study(trace, seed=args.seed, pairs=args.pairs,
-                               gains=tuple(args.gains) if args.gains else None)))
+        r = study(trace, seed=args.seed, pairs=args.pairs, gains=tuple(args.gains) if args.gains else None)
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k not in ("monitor", "truth")}))
+    if len(results) > 1:  # runs from the same start on the same data share one monitor
+        m = [v for r in results for v in r["monitor"]]
+        t = [v for r in results for v in r["truth"]]
+        picks = sum(r["within_0.2dB"] for r in results)
+        print(json.dumps({"pooled_checkpoints": len(m), "pooled_spearman": round(float(spearmanr(m, t).statistic), 3),
+                          "picks_within_0.2dB": f"{picks}/{len(results)}"}))
     return 0
 
 

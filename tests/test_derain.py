@@ -776,3 +776,24 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
                                        recipe_config={**TINY, "mode": "nlcl", "anchor_weight": 1.0})
     assert not scratch.recipe.has_teacher
     assert "anchor" not in scratch.fit()[0].losses
+
+
+def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
+    """A grayscale stack (microscopy) fine-tunes the RGB derainer: grey is replicated to its
+    channels, as at inference; a 2-channel stack is refused before training with a clear message."""
+    from napari_nlcl import finetune
+    from napari_nlcl.data import ImageSource, RandomCrops
+    from napari_nlcl.engine import Trainer, TrainConfig
+
+    start = tiny(mode="synthetic")
+    ckpt = tmp_path / "start.pt"
+    Trainer(start, [], TrainConfig(steps=1, device="cpu")).save(ckpt)
+    grey = (np.random.default_rng(0).random((3, 80, 80)) * 4000).astype(np.uint16)
+    t = finetune("derain", {"rainy": grey}, start=str(ckpt), steps=2, crop=64, batch_size=1,
+                 device="cpu", monitor_every=1)
+    events = list(t.fit_iter())
+    assert t.step == 2 and [e.kind for e in events].count("monitor") == 3
+    two = np.random.default_rng(0).random((3, 80, 80, 2)).astype(np.float32)
+    data = RandomCrops({"rainy": ImageSource(two, rgb=True)}, crop=64)
+    with pytest.raises(ValueError, match="2 channels but the derain network takes 3"):
+        Trainer.from_model(ckpt, data, TrainConfig(steps=1, device="cpu"), recipe_config={"mode": "nlcl"})

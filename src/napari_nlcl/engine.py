@@ -582,6 +582,16 @@ class Trainer:
         missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
         if missing:
             raise ValueError(f"recipe {recipe.name!r} needs data sources {list(recipe.data_sources)}; missing {missing}")
+        # grey data on a colour network is replicated to its channels (as inference does);
+        # other channel counts are refused here, not by torch inside the first step
+        info = getattr(recipe.inference_model(), "info", None)
+        self._want_channels = getattr(info, "in_channels", None)
+        for name, src in (data.sources.items() if hasattr(data, "sources") else ()):
+            c = getattr(src, "channels", None)
+            if self._want_channels and c and c != self._want_channels and c != 1:
+                raise ValueError(
+                    f"{name}: the images have {c} channels but the {recipe.name} network takes "
+                    f"{self._want_channels}; choose {self._want_channels} channels (or one) of the data")
         amp = bool(self.config.amp and self.device.type == "cuda")
         recipe.scaler = torch.amp.GradScaler("cuda", enabled=amp) if amp else None
         recipe.grad_clip = self.config.grad_clip
@@ -887,7 +897,9 @@ class Trainer:
         if self._stream is None:
             self._stream = iter(self.data)
         batch = next(self._stream)
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        want = self._want_channels
+        return {k: (v.repeat(1, want, 1, 1) if want and want > 1 and v.ndim == 4 and v.shape[1] == 1 else v)
+                .to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def fit_iter(self) -> Generator[TrainEvent, None, None]:
         """Train to ``config.steps``, yielding a :class:`TrainEvent` after every step.

@@ -155,6 +155,10 @@ class DehazeRecipe(Recipe):
     data_sources = ("clear",)
     accepted_sources = ("hazy", "clear")
     default_weights = str(DEFAULT_WEIGHTS)
+    # `napari-nlcl train dehaze --hazy DIR --from default` (batch 1) at 2e-4 fell 3.5 dB below the
+    # start within 750 steps; at 2e-5 every checkpoint of 3,000 steps stayed within -0.12/+0.06 dB
+    # (README, fine-tuning you can trust)
+    fine_tune_lr = 2e-5
 
     @classmethod
     def plan_data(cls, given):
@@ -335,6 +339,8 @@ def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int 
     try:
         for i in picks:
             o = torch.from_numpy(np.ascontiguousarray(source.frame(int(i))))[None].to(device)
+            if o.shape[1] == 1 and (net.info.in_channels or 1) > 1:  # grey frames, colour network
+                o = o.repeat(1, net.info.in_channels, 1, 1)
             _, t, a = net.decompose(o)
             if t is None:
                 a = estimate_airlight(o, dark_channel(o, 15), 0.001)

@@ -376,6 +376,8 @@ def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: in
             h, w = crop.shape[-2:]
             crop = crop[..., : h - h % m or h, : w - w % m or w]  # the network's size multiple
             o = crop[None].to(device)
+            if o.shape[1] == 1 and (net.info.in_channels or 1) > 1:  # grey frames, colour network
+                o = o.repeat(1, net.info.in_channels, 1, 1)
             rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0] * float(gains[k % len(gains)])
             clean = photo_crops(1, tuple(rain.shape[-2:]), rain.shape[0], rng)[0]
             inputs.append((clean + rain).clamp(0.0, 1.0))
