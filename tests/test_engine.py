@@ -508,3 +508,27 @@ def test_minute_budget_plans_the_steps_and_ends_on_time(tmp_path):
     t2.recipe.training_step = slower
     events = list(t2.fit_iter())
     assert "time budget" in events[-1].message and now[0] <= 35.0
+
+
+def test_cli_prints_the_monitor_and_keeps_the_best(tmp_path, capsys):
+    import json
+
+    from napari_nlcl import cli
+    from napari_nlcl.io import write_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(_images(n=3)):
+        write_image(folder / f"f{i}.png", img)
+    out = tmp_path / "toy.pt"
+    args = ["train", "toy", "--data", str(folder), "-o", str(out), "--steps", "30", "--crop", "32",
+            "--device", "cpu", "--monitor-every", "3", "--patience", "4", "-S", "sabotage_from=9"]
+    assert cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "step 3: quality" in err and "not improved for 4 evaluations" in err
+    kept = json.loads(read_checkpoint(out)["metadata"])["kept"]
+    assert f"keeps step {kept['step']}" in err and 0 < kept["step"] < 30
+    assert read_checkpoint(out)["step"] == kept["step"] + 12  # stopped 4 scores after the best
+    assert cli.main(args[:-2] + ["--overwrite", "--keep", "last", "--patience", "0"]) == 0
+    capsys.readouterr()
+    assert json.loads(read_checkpoint(out)["metadata"])["kept"] == {"step": 30, "reason": "last step"}
