@@ -122,3 +122,41 @@ def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     w.start_combo.value = SCRATCH
     assert w._advanced["location_weight"].value == DerainConfig().location_weight
     assert w.lr_spin.value == pytest.approx(1e-4)
+
+
+def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewer, errors):
+    """Browsing a lazy stack with the rain layer shown: one model pass per plane, not two."""
+    from conftest import make_identity_model
+
+    import napari_nlcl
+
+    frames = (np.random.default_rng(0).random((6, 64, 64, 3)) * 255).astype(np.uint8)
+    stack = da.from_array(frames, chunks=(1, 64, 64, 3))
+    model = make_identity_model()
+    model.info = model.info.__class__(task="derain", name="identity", in_channels=None)
+    background, rain = napari_nlcl.derain(stack, model=model, rain_layer=True, device="cpu")
+    for t in (0, 3, 3, 0):
+        np.asarray(background[t])
+        np.asarray(rain[t])
+    assert model.calls == 2  # planes 0 and 3, each once
+    np.testing.assert_array_equal(np.asarray(rain[3]), np.zeros((64, 64, 3), np.uint8))
+    # the widget's lazy path: both layers share the planes too
+    viewer = make_napari_viewer()
+    w = DerainWidget(viewer)
+    viewer.add_image(stack, name="stack", rgb=True, contrast_limits=(0, 255))
+    w.rain_check.value = True
+    model.calls = 0
+    import napari_nlcl.api
+
+    original = napari_nlcl.api.load_model
+    napari_nlcl.api.load_model = lambda *a, **k: model
+    try:
+        assert w.run() is None
+    finally:
+        napari_nlcl.api.load_model = original
+    shown = model.calls  # the planes napari showed while both layers were added
+    assert 1 <= shown <= 2
+    for t in range(6):  # browse every plane of both layers: each plane runs the model once
+        np.asarray(viewer.layers["stack derained"].data[t])
+        np.asarray(viewer.layers["stack rain"].data[t])
+    assert model.calls == 6 and errors == []

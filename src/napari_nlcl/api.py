@@ -178,7 +178,15 @@ def derain(
     )
     if not rain_layer:
         return background
+    if _is_lazy(background):  # two lazy results of one model pass per plane, not two
+        from .inference import shared_planes
+
+        background = shared_planes(background)
     return background, _difference(image, background)
+
+
+def _is_lazy(x: Any) -> bool:
+    return type(x).__module__.startswith("dask")
 
 
 def translate(

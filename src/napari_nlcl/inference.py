@@ -598,3 +598,42 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
         meta=np.empty((0,) * moved.ndim, dtype=image.dtype),
     )
     return out if axis is None else da.moveaxis(out, -1, axis)
+
+
+def shared_planes(lazy: Any, *, keep: int = 8):
+    """``lazy`` (a dask array) whose blocks are computed once and kept (the last ``keep``).
+
+    A lazy background and the rain layer derived from it are two napari layers,
+    sliced separately: without this the model runs twice for every plane browsed.
+    Concurrent requests for one block wait for the first instead of computing it again.
+    """
+    import threading
+    from collections import OrderedDict
+
+    import dask.array as da
+
+    cache: OrderedDict = OrderedDict()
+    locks: dict = {}
+    guard = threading.Lock()
+
+    def block(block_id=None):
+        key = tuple(block_id)
+        with guard:
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
+            lock = locks.setdefault(key, threading.Lock())
+        with lock:
+            with guard:
+                if key in cache:
+                    return cache[key]
+            value = np.asarray(lazy.blocks[key].compute(scheduler="sync"))
+            with guard:
+                cache[key] = value
+                while len(cache) > keep:
+                    cache.popitem(last=False)
+                locks.pop(key, None)
+            return value
+
+    meta = np.empty((0,) * lazy.ndim, dtype=lazy.dtype)
+    return da.map_blocks(block, chunks=lazy.chunks, dtype=lazy.dtype, meta=meta)

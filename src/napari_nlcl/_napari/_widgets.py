@@ -279,6 +279,10 @@ class TaskWidget(Container):
             except (ValueError, TypeError) as exc:
                 _notify_error(str(exc))
                 return None
+            if getattr(self, "rain_check", None) is not None and self.rain_check.value:
+                from napari_nlcl.inference import shared_planes
+
+                result = shared_planes(result)  # the rain layer reuses each computed plane
             self._show_result(layer, result)
             self.status.value = "lazy result added: planes are computed as you browse"
             return None
