@@ -532,3 +532,25 @@ def test_cli_prints_the_monitor_and_keeps_the_best(tmp_path, capsys):
     assert cli.main(args[:-2] + ["--overwrite", "--keep", "last", "--patience", "0"]) == 0
     capsys.readouterr()
     assert json.loads(read_checkpoint(out)["metadata"])["kept"] == {"step": 30, "reason": "last step"}
+
+
+def test_damaged_model_files_are_one_clear_error(tmp_path, capsys):
+    from napari_nlcl import cli
+
+    t = _trainer(tmp_path, steps=2)
+    t.fit()
+    good = read_checkpoint(tmp_path / "toy.pt")
+    for name, change in {"no_networks": lambda p: p.pop("networks"),
+                         "bad_config": lambda p: p.__setitem__("config", "{not json")}.items():
+        payload = dict(good)
+        change(payload)
+        path = tmp_path / f"{name}.pt"
+        torch.save(payload, path)
+        with pytest.raises(ValueError, match="damaged napari-nlcl model file"):
+            read_checkpoint(path)
+        img = tmp_path / "x.png"
+        from napari_nlcl.io import write_image
+
+        write_image(img, _images(n=1)[0])
+        assert cli.main(["dehaze", str(img), "-m", str(path), "-o", str(tmp_path / "o.png")]) == 2
+        assert "damaged" in capsys.readouterr().err

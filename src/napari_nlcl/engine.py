@@ -415,6 +415,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(
             f"{path} was written by a newer napari-nlcl (format {payload['format_version']}); upgrade"
         )
+    missing = [k for k in ("recipe", "config", "networks") if k not in payload]
+    if missing or not isinstance(payload.get("networks"), dict):
+        raise ValueError(f"{path} is a damaged napari-nlcl model file (no {', '.join(missing) or 'networks'}); "
+                         "use another copy or train it again")
+    try:
+        config = json.loads(payload["config"])
+        config["recipe"], config["train"]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is a damaged napari-nlcl model file (its settings do not read: {exc})") from None
     return payload
 
 
