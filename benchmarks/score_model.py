@@ -27,13 +27,19 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="+", help="model files, or 'default'")
     ap.add_argument("--last", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=Path, default=None,
+                    help="derain: a folder of rain/inputN.png and norain/norainN.png (default: synthetic_val_sirr)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.task == "derain":
         from bench_derain import evaluate, validation_set
     else:
         from bench_dehaze import evaluate, validation_set
-    pairs = validation_set()
+    if args.pairs is not None and args.task == "derain":
+        n = len(list((args.pairs / "rain").glob("input*.png")))
+        pairs = _pairs(args.pairs, n)
+    else:
+        pairs = validation_set()
     for path in args.models:
         if path == "default":
             print(json.dumps({"model": "default", "psnr": round(evaluate("default", pairs)[0], 3)}))
@@ -45,6 +51,18 @@ def main(argv=None) -> int:
             print(json.dumps({"model": path, "weights": which, "kept": kept if which == "best" else None,
                               "psnr": round(p, 3), "ssim": round(s, 4)}), flush=True)
     return 0
+
+
+def _pairs(folder: Path, n: int):
+    import numpy as np
+
+    from napari_nlcl.io import _imread
+
+    def load(p):
+        return np.asarray(_imread(p))[..., :3].astype(np.float32) / 255
+
+    return [(f"input{i}", load(folder / "norain" / f"norain{i}.png"), load(folder / "rain" / f"input{i}.png"))
+            for i in range(1, n + 1)]
 
 
 if __name__ == "__main__":

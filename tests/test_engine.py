@@ -554,3 +554,21 @@ def test_damaged_model_files_are_one_clear_error(tmp_path, capsys):
         write_image(img, _images(n=1)[0])
         assert cli.main(["dehaze", str(img), "-m", str(path), "-o", str(tmp_path / "o.png")]) == 2
         assert "damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grey_first", [True, False])
+def test_a_folder_of_grey_and_colour_images_is_colour_in_either_order(tmp_path, grey_first):
+    from napari_nlcl.data import ImageSource
+    from napari_nlcl.io import write_image
+
+    rgb = (_images(n=1)[0] * 255).astype(np.uint8)
+    grey = rgb.mean(-1).astype(np.uint8)
+    first, second = (grey, rgb) if grey_first else (rgb, grey)
+    write_image(tmp_path / "a.png", first)
+    write_image(tmp_path / "b.png", second)
+    src = ImageSource(tmp_path)
+    assert src.rgb and src.channels == 3
+    frames = [src.frame(i) for i in range(len(src))]
+    assert all(f.shape == (3, 48, 48) for f in frames)
+    crops = RandomCrops({"image": src}, crop=32, batch_size=2, seed=0)
+    assert next(iter(crops))["image"].shape == (2, 3, 32, 32)

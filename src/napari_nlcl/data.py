@@ -154,8 +154,10 @@ class ImageSource:
         self._blocks = None
         first = np.asarray(_imread(files[0]))
         self._check_dtype(first.dtype, SUPPORTED_DTYPES)
-        self.rgb = rgb if rgb is not None else (first.ndim == 3 and first.shape[-1] in (3, 4))
-        self._first_shape = first.shape
+        if rgb is None:  # decided now, the same for every order of the files: colour if any is
+            rgb = (first.ndim == 3 and first.shape[-1] in (3, 4)) or any(_is_colour_file(f) for f in files[1:])
+        self.rgb = rgb
+        self._first_shape = first.shape if not (rgb and first.ndim == 2) else first.shape + (3,)
         self.frame_shape = tuple(first.shape[:2])
 
     @staticmethod
@@ -206,6 +208,28 @@ class ImageSource:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return arr
+
+
+_GREY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+
+
+def _is_colour_file(path: Path) -> bool:
+    """Whether an image file holds colour, from its header where PIL knows the format."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode in _GREY_MODES:
+                return False
+            if im.mode in _COLOUR_MODES:
+                return True
+    except Exception:  # noqa: BLE001 - a format PIL cannot open (many TIFFs): read it instead
+        pass
+    from .io import _imread
+
+    arr = np.asarray(_imread(path))
+    return arr.ndim == 3 and arr.shape[-1] in (3, 4)
 
 
 def _crop_from(frame: np.ndarray, size: int, zoom: float, rng: np.random.Generator) -> np.ndarray:
