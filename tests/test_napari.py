@@ -228,3 +228,30 @@ def test_12_bit_data_in_uint16_uses_the_layer_contrast_limits(widget, qtbot, err
     assert not np.array_equal(by_type, out)
     np.testing.assert_array_equal(layer.data, data)
     assert errors == []
+
+
+def test_runs_report_in_napari_activity_dock(widget, qtbot, errors, monkeypatch):
+    import napari.utils
+
+    seen = []
+
+    class Recorded(napari.utils.progress):
+        def __init__(self, *a, **k):
+            self.updates = []  # tqdm refreshes while it is built
+            super().__init__(*a, **k)
+            seen.append(self)
+
+        def refresh(self, *a, **k):
+            self.updates.append((self.n, self.total))
+            return super().refresh(*a, **k)
+
+    monkeypatch.setattr(napari.utils, "progress", Recorded)
+    viewer, w = widget
+    viewer.add_image(_hazy((300, 320, 3)), name="hazy", rgb=True)
+    w.tile_spin.value = 192  # several tiles
+    _wait_idle(qtbot, w, w.run())
+    assert errors == []
+    assert len(seen) == 1 and seen[0].desc == "dehaze hazy"
+    ups = [u for u in seen[0].updates if u[1]]
+    assert ups[0][0] == 0 and ups[-1][0] == ups[-1][1] > 1  # from 0 to the last tile
+    assert w._activity is None and errors == []

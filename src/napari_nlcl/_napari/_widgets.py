@@ -293,6 +293,9 @@ class TaskWidget(Container):
         self._busy(True)
         self.progress.value = 0
         self.status.value = "running..."
+        from napari.utils import progress
+
+        self._activity = progress(total=0, desc=f"{self.task} {getattr(layer, 'name', '')}".strip())
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(on_done or (lambda result: self._show_result(layer, result)))
         worker.errored.connect(self._on_error)
@@ -306,6 +309,11 @@ class TaskWidget(Container):
         self.progress.max = max(total, 1)
         self.progress.value = done
         self.status.value = f"{done}/{total}"
+        bar = getattr(self, "_activity", None)
+        if bar is not None:  # napari's activity dock
+            bar.total = max(total, 1)
+            bar.n = done
+            bar.refresh()
 
     def _on_error(self, exc: BaseException) -> None:
         exc = original_error(exc)
@@ -314,6 +322,9 @@ class TaskWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
+        bar, self._activity = getattr(self, "_activity", None), None
+        if bar is not None:
+            bar.close()
         self._busy(False)
 
     def stop(self, *_: Any) -> None:
