@@ -126,3 +126,33 @@ def test_train_widget_reports_a_runtime_error_and_continues(make_napari_viewer, 
     assert w.resume() is not None
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
     assert w.trainer.step == 12 and "done" in w.status.value and len(errors) == 1
+
+
+def test_every_control_has_a_tooltip(make_napari_viewer):
+    """Every control a user can touch says what it does (its tooltip)."""
+    from magicgui.widgets import Container, Label
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True)
+
+    def controls(c):
+        for w in c:
+            if isinstance(w, Container):
+                yield from controls(w)
+            elif not isinstance(w, Label) and w.widget_type not in ("EmptyWidget",) and w.name != "form_scroll":
+                yield w
+
+    for cls in (_widgets.DehazeWidget, _widgets.DerainWidget, _widgets.TranslateWidget, _train.TrainWidget):
+        w = cls(viewer)
+        missing = []
+        for task in (getattr(w, "task_combo", None) and w.task_combo.choices) or [None]:
+            if task is not None:
+                w.task_combo.value = task
+            for method in (getattr(w, "method_combo", None) and list(w.method_combo.choices)) or [None]:
+                if method is not None:
+                    w.method_combo.value = method
+                root = getattr(w, "form", w)
+                found = list(controls(root))
+                assert len(found) >= 8, (cls.__name__, len(found))  # the walk reaches the controls
+                missing += [f"{cls.__name__}: {x.label or x.name}" for x in found if not x.tooltip]
+        assert not missing, sorted(set(missing))

@@ -185,6 +185,41 @@ class TrainWidget(Container):
                                + scroll.verticalScrollBar().sizeHint().width())
         self.append(wrap_native(scroll, name="form_scroll"))
 
+        for control, tip in {
+            self.task_combo: "What to train: each task lists the data it takes below",
+            self.start_combo: "Fine-tune the shipped model or one of yours (recommended: a gain in minutes), "
+                              "or train from scratch (hours)",
+            self.steps_spin: "Training steps (one batch of random crops each); with a budget, the most "
+                             "the run may take",
+            self.crop_spin: "Size of the random crops trained on, in pixels",
+            self.batch_spin: "Crops per step: larger is smoother and slower, and needs more memory",
+            self.lr_spin: "Learning rate; choosing a model to start from proposes the recipe's gentle "
+                          "fine-tuning rate",
+            self.seed_spin: "Random seed: the same seed and settings give the same run",
+            self.device_combo: "Where to train: auto picks a GPU when there is one, else the CPU",
+            self.show_advanced: "Show the recipe's loss weights and settings",
+            self.preview_combo: "Apply the model being trained to the frame you are looking at in this layer",
+            self.preview_spin: "Update the preview every this many steps (0: never)",
+            self.start_button: "Start a new run with these settings (in the background)",
+            self.stop_button: "Stop after the current step; the run is saved and Continue resumes it",
+            self.continue_button: "Continue the stopped run exactly where it was (or train further)",
+            self.reset_button: "Forget the run and free its memory",
+            self.progress: "Steps done",
+            self.status: "Speed, time left, and the quality score of the model (fine-tuning)",
+            self.name_edit: "Name to save the model under in your model library",
+            self.save_button: "Save the kept model (the best-scoring step, or the last) to your model library; "
+                              "the Dehaze/Derain/Translate widgets list it at once",
+            self.apply_button: "Apply the kept model to the whole first data layer (lazily for stacks)",
+            self.library_combo: "Your saved models",
+            self.import_path: "A model file to copy into your library",
+            self.import_button: "Copy the chosen model file into your library",
+            self.export_path: "Where to write a copy of the selected model",
+            self.export_button: "Write the selected model to the file above",
+            self.delete_button: "Delete the selected model from your library",
+            self.keep_best_check: "Checked: the saved and applied model is the step the quality score liked "
+                                  "best (the start included). Unchecked: the last step",
+        }.items():
+            control.tooltip = tip
         self.task_combo.changed.connect(self._task_changed)
         self.start_combo.changed.connect(self._start_changed)
         self.show_advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", bool(v)))
@@ -242,6 +277,8 @@ class TrainWidget(Container):
                              choices=lambda *_: self._image_layers())
             combo.value = layers[0][1] if (i == 0 and layers) else None
             folder = FileEdit(label=f"or {name} folder", mode="d")
+            combo.tooltip = f"Your {name} images as a layer (an image or a stack; read lazily)"
+            folder.tooltip = f"Or a folder of {name} images (used instead of the layer when given)"
             self._source_widgets[name] = (combo, folder)
             self.sources_box.extend([combo, folder])
         self.advanced_box.clear()
@@ -259,6 +296,8 @@ class TrainWidget(Container):
                 w.native.setDecimals(4)
             else:
                 continue  # other structural settings (architecture overrides) stay as stored
+            w.tooltip = (f"Recipe setting {f.name!r} (default {default!r}; the same as -S {f.name}=... "
+                         "on the command line, described in the README's section on this recipe)")
             self._advanced[f.name] = w
             self.advanced_box.append(w)
         self.start_combo.reset_choices()

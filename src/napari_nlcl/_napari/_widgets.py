@@ -182,6 +182,26 @@ class TaskWidget(Container):
                 self.progress, self.status, self.zarr_path, self.zarr_button,
             ]
         )
+        for control, tip in {
+            self.layer_combo: "The image layer to process (grey, RGB, or a stack: every plane is processed)",
+            self.method_combo: "The method or model: the shipped default, a classical method, or one of "
+                               "your saved models",
+            self.tile_spin: "Planes larger than this are processed in overlapping tiles of this size: "
+                            "smaller uses less memory, larger is a little faster. The overlap is chosen "
+                            "from the model so that tiles leave no seams",
+            self.device_combo: "Where the model runs: auto picks a GPU when there is one, else the CPU",
+            self.lazy_check: "For a lazy (dask) stack: add the result at once and compute each plane when "
+                             "you look at it, instead of processing the whole stack first",
+            self.run_button: "Process the selected layer in the background; the result is a new layer "
+                             "(the input is never changed)",
+            self.stop_button: "Stop the running job; layers stay as they were",
+            self.zarr_path: "Where to write the whole processed stack (a .zarr folder, written plane by "
+                            "plane; an existing one is replaced only when the new one is complete)",
+            self.zarr_button: "Process every plane of the layer and write the result to the zarr file above",
+            self.progress: "Tiles done",
+            self.status: "What the last run did",
+        }.items():
+            control.tooltip = tip
         self._option_widgets: dict[str, Any] = {}
         self._rebuild_options()
         self.method_combo.changed.connect(self._rebuild_options)
@@ -219,6 +239,7 @@ class TaskWidget(Container):
             is_int = all(isinstance(v, int) for v in (opt.default, opt.minimum, opt.maximum, opt.step))
             cls = SpinBox if is_int else FloatSpinBox
             w = cls(label=opt.label, min=opt.minimum, max=opt.maximum, step=opt.step, value=opt.default)
+            w.tooltip = opt.help or f"{opt.label}: {opt.minimum} to {opt.maximum} (default {opt.default})"
             self._option_widgets[opt.name] = w
             self.options_box.append(w)
 
@@ -403,6 +424,8 @@ class DerainWidget(TaskWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(viewer)
         self.rain_check = CheckBox(text="show rain layer (input - background)", value=False)
+        self.rain_check.tooltip = ("Also add what was removed (input - background), hidden below the "
+                                   "result: check that no scene detail was taken as rain")
         self.insert(self.index(self.lazy_check) + 1, self.rain_check)
 
     def _show_result(self, layer: Any, result: Any) -> None:
@@ -436,6 +459,7 @@ class TranslateWidget(TaskWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self.model_file = FileEdit(label="or model file", mode="r", filter="*.pt *.pth *.ckpt")
+        self.model_file.tooltip = "A translation model file (.pt) trained with the Train widget or the CLI"
         super().__init__(viewer)
         self.insert(self.index(self.method_combo) + 1, self.model_file)
         self.model_file.changed.connect(self._file_chosen)

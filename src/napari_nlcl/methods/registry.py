@@ -23,6 +23,7 @@ class Option:
     maximum: float | int
     label: str
     step: float | int = 1
+    help: str = ""  # the widget's tooltip: what the option does, in the user's words
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ register(
         factory="napari_nlcl.methods.aecr:default_model",
         description="AECR-Net-style network trained by napari-nlcl on synthetic haze (RGB): "
                     "transmission and airlight, inverted through the scattering model",
-        options=(Option("t_min", DEHAZE_T_MIN, 0.02, 0.5, "min transmission (t_min)", 0.01),),
+        options=(Option("t_min", DEHAZE_T_MIN, 0.02, 0.5, "min transmission (t_min)", 0.01,
+                       help="How much haze may be taken away at most: lower removes more haze in dense "
+                       "areas but amplifies noise there; higher keeps more haze"),),
     )
 )
 
@@ -119,9 +122,13 @@ register(
         factory="napari_nlcl.methods.dcp:DarkChannelPrior",
         description="Dark Channel Prior (He et al. 2009): no training, any number of channels",
         options=(
-            Option("omega", 0.95, 0.5, 1.0, "strength (omega)", 0.01),
-            Option("t0", 0.25, 0.01, 0.5, "min transmission (t0)", 0.01),
-            Option("patch", 15, 3, 63, "patch size (px)", 2),
+            Option("omega", 0.95, 0.5, 1.0, "strength (omega)", 0.01,
+                   help="Share of the estimated haze to remove (1: all of it; lower keeps some depth cue)"),
+            Option("t0", 0.25, 0.01, 0.5, "min transmission (t0)", 0.01,
+                   help="Floor of the haze transmission: lower dehazes dense areas more, with more noise"),
+            Option("patch", 15, 3, 63, "patch size (px)", 2,
+                   help="Neighbourhood of the dark channel: larger is more robust on bright objects, "
+                   "smaller follows small structures"),
         ),
     )
 )
@@ -146,11 +153,16 @@ register(
         description="Directional morphological layer separation: no training, any channels "
                     "(classical baseline)",
         options=(
-            Option("strength", 1.0, 0.0, 1.0, "strength", 0.05),
-            Option("width", 9, 3, 25, "max streak width (px)", 2),
-            Option("length", 31, 5, 121, "streak length (px)", 2),
-            Option("contrast", 1.5, 0.0, 3.0, "dense-rain gain", 0.1),
-            Option("max_angle", 35, 0, 45, "max tilt from vertical (deg)", 5),
+            Option("strength", 1.0, 0.0, 1.0, "strength", 0.05,
+                   help="Share of the detected rain to remove (0: none, 1: all)"),
+            Option("width", 9, 3, 25, "max streak width (px)", 2,
+                   help="Widest streak treated as rain; wider bright lines are kept as scene"),
+            Option("length", 31, 5, 121, "streak length (px)", 2,
+                   help="Typical length of the streaks; longer finds long streaks and spares short details"),
+            Option("contrast", 1.5, 0.0, 3.0, "dense-rain gain", 0.1,
+                   help="Extra removal where streaks are dense (heavy rain); 0 treats all rain alike"),
+            Option("max_angle", 35, 0, 45, "max tilt from vertical (deg)", 5,
+                   help="Most tilted streaks searched for, in degrees from vertical"),
         ),
     )
 )
