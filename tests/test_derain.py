@@ -801,3 +801,15 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     data = RandomCrops({"rainy": ImageSource(two, rgb=True)}, crop=64)
     with pytest.raises(ValueError, match="2 channels but the derain network takes 3"):
         Trainer.from_model(ckpt, data, TrainConfig(steps=1, device="cpu"), recipe_config={"mode": "nlcl"})
+
+
+def test_the_monitor_needs_a_trained_start():
+    """Training NLCL from scratch builds no monitor: a random start finds no rain to score with."""
+    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.engine import Trainer, TrainConfig
+
+    frames = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    t = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),
+                                 TrainConfig(steps=1, device="cpu", monitor_every=1),
+                                 recipe_config={**TINY, "mode": "nlcl"})
+    assert [e.kind for e in t.fit_iter()].count("monitor") == 0 and t.best is None

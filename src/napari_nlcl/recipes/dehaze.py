@@ -310,8 +310,8 @@ class DehazeRecipe(Recipe):
         """Proxy pairs for the quality monitor (unsupervised fine-tuning only): the haze the current
         (starting) network finds in the user's hazy frames, laid over clean photos."""
         sources = getattr(data, "sources", {})
-        if self.config.mode != "unsupervised" or "hazy" not in sources:
-            return None
+        if self.config.mode != "unsupervised" or "hazy" not in sources or not self.has_teacher:
+            return None  # from scratch (DCP anchor) there is no trained start to take the haze from
         return dehaze_proxy_pairs(self.net, sources["hazy"], seed=seed)
 
     def describe(self) -> dict[str, Any]:

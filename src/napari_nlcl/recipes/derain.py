@@ -454,6 +454,7 @@ class DerainRecipe(Recipe):
         # start_from; a run from scratch has no starting model, so neither is used)
         self.teacher = None
         self.has_teacher = False
+        self.fine_tuning = False  # started from a trained model (start_from): the monitor needs one
         if cfg.mode == "nlcl" and (cfg.anchor_weight or cfg.transplant_from == "start"):
             import copy
 
@@ -470,15 +471,17 @@ class DerainRecipe(Recipe):
         generator (not any teacher the file has: that was the start of an earlier run)."""
         networks = {k: v for k, v in networks.items() if k != "teacher"}
         super().start_from(networks)
+        self.fine_tuning = True
         if self.teacher is not None:
             self.teacher.load_state_dict(self.gen_b.state_dict())
             self.has_teacher = True
 
     def extra_state(self) -> dict[str, Any]:
-        return {"has_teacher": self.has_teacher}
+        return {"has_teacher": self.has_teacher, "fine_tuning": self.fine_tuning}
 
     def load_extra_state(self, state) -> None:
         self.has_teacher = bool(state.get("has_teacher", False))
+        self.fine_tuning = bool(state.get("fine_tuning", self.has_teacher))
 
     # ------------------------------------------------------------------ pieces
     def gen_b_nce_layers(self) -> list[str]:
@@ -711,8 +714,8 @@ class DerainRecipe(Recipe):
         """Proxy pairs for the quality monitor (NLCL fine-tuning only): the rain the current
         (starting) background generator finds in the user's rainy frames, added to clean photos."""
         sources = getattr(data, "sources", {})
-        if self.config.mode != "nlcl" or "rainy" not in sources:
-            return None
+        if self.config.mode != "nlcl" or "rainy" not in sources or not self.fine_tuning:
+            return None  # from scratch, the start finds no rain worth scoring against
         return derain_proxy_pairs(self.gen_b, sources["rainy"], seed=seed)
 
     def describe(self) -> dict[str, Any]:
