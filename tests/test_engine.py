@@ -31,6 +31,17 @@ def _data(seed=0, **kw):
     return RandomCrops({"image": _images()}, crop=32, batch_size=2, seed=seed, **kw)
 
 
+def _frames_folder(tmp_path):
+    """Three toy frames as PNG files in ``tmp_path/frames`` (CLI tests)."""
+    from napari_nlcl.io import write_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, img in enumerate(_images(n=3)):
+        write_image(folder / f"f{i}.png", img)
+    return folder
+
+
 def _trainer(tmp_path=None, steps=50, seed=0, **cfg):
     config = TrainConfig(steps=steps, batch_size=2, crop=32, lr=1e-2, seed=seed, device="cpu", **cfg)
     ckpt = tmp_path / "toy.pt" if tmp_path is not None else None
@@ -287,12 +298,8 @@ def test_data_errors(tmp_path):
 # ----------------------------------------------------------------- CLI
 def test_cli_train_stop_and_resume(tmp_path, capsys):
     from napari_nlcl import cli
-    from napari_nlcl.io import write_image
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, img in enumerate(_images(n=3)):
-        write_image(folder / f"f{i}.png", img)
+    folder = _frames_folder(tmp_path)
     out = tmp_path / "toy.pt"
     args = ["train", "toy", "--data", str(folder), "-o", str(out), "--steps", "6", "--crop", "32",
             "--device", "cpu", "--checkpoint-every", "0", "-S", "width=4"]
@@ -371,12 +378,8 @@ def test_cli_ctrl_c_leaves_the_checkpoint_it_reports_and_resume_is_exact(tmp_pat
     import re
 
     from napari_nlcl import cli
-    from napari_nlcl.io import write_image
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, img in enumerate(_images(n=3)):
-        write_image(folder / f"f{i}.png", img)
+    folder = _frames_folder(tmp_path)
     out = tmp_path / "run.pt"
     rc, err = _interrupted_train(tmp_path, folder, out, signals)
     assert rc == 130, err
@@ -514,12 +517,8 @@ def test_cli_prints_the_monitor_and_keeps_the_best(tmp_path, capsys):
     import json
 
     from napari_nlcl import cli
-    from napari_nlcl.io import write_image
 
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for i, img in enumerate(_images(n=3)):
-        write_image(folder / f"f{i}.png", img)
+    folder = _frames_folder(tmp_path)
     out = tmp_path / "toy.pt"
     args = ["train", "toy", "--data", str(folder), "-o", str(out), "--steps", "30", "--crop", "32",
             "--device", "cpu", "--monitor-every", "3", "--patience", "4", "-S", "sabotage_from=9"]

@@ -9,11 +9,7 @@ time with a progress bar.  Exit status 2 and a one-line message on bad input.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -320,38 +316,18 @@ class TrainingInterrupted(Exception):
     """Ctrl+C ended a training run; the message says what the output file holds."""
 
 
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[dict[str, bool]]:
-    """Within the block, a first Ctrl+C only sets ``flag["stop"]`` (the caller stops at a safe point);
-    a second one raises ``KeyboardInterrupt`` at once.  Outside the main thread: no change."""
-    flag = {"stop": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def on_sigint(signum, frame) -> None:
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-        print("\nstopping after this step (Ctrl+C again to stop at once, without saving it)",
-              file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _run_train(args: argparse.Namespace) -> Path:
     from tqdm.auto import tqdm
+
+    from . import io
 
     out = Path(args.output)
     trainer = _build_trainer(args)
     gen = trainer.fit_iter()
     aborted = False
+    stopping = "\nstopping after this step (Ctrl+C again to stop at once, without saving it)"
     with tqdm(total=trainer.config.steps, initial=trainer.step, unit="step", disable=None,
-              file=sys.stderr) as bar, _deferred_interrupt() as flag:
+              file=sys.stderr) as bar, io.deferred_interrupt(raise_after=False, message=stopping) as flag:
         try:
             quality: dict[str, str] = {}
             for event in gen:

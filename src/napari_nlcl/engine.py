@@ -618,10 +618,31 @@ class Trainer:
         if self.config.ema:
             self.restart_average()
 
+    def _snapshot(self, names: Iterable[str] | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """Copies of the state dicts of the recipe's networks (all, or those in ``names``)."""
+        nets = self.recipe.networks
+        return {name: {k: v.detach().clone() for k, v in nets[name].state_dict().items()}
+                for name in (nets if names is None else names)}
+
+    @contextlib.contextmanager
+    def _holding(self, states: Mapping[str, Mapping[str, torch.Tensor]] | None) -> Iterator[None]:
+        """Within the block the networks named in ``states`` hold those weights (None: no change)."""
+        if not states:
+            yield
+            return
+        nets = self.recipe.networks
+        current = self._snapshot(states)
+        try:
+            for name, state in states.items():
+                nets[name].load_state_dict(state)
+            yield
+        finally:
+            for name, state in current.items():
+                nets[name].load_state_dict(state)
+
     def restart_average(self) -> None:
         """Start the weight average again from the current weights (after loading other weights)."""
-        self.ema = {name: {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    for name, net in self.recipe.networks.items()}
+        self.ema = self._snapshot()
         self._ema_updates = 0
 
     def _update_ema(self) -> None:
@@ -639,18 +660,8 @@ class Trainer:
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
         """Within the block the recipe's networks hold the weight averages (if any)."""
-        if not self.ema:
+        with self._holding(self.ema):
             yield
-            return
-        nets = self.recipe.networks
-        trained = {name: {k: v.detach().clone() for k, v in net.state_dict().items()} for name, net in nets.items()}
-        try:
-            for name, net in nets.items():
-                net.load_state_dict(self.ema[name])
-            yield
-        finally:
-            for name, net in nets.items():
-                net.load_state_dict(trained[name])
 
     @contextlib.contextmanager
     def usable_weights(self, which: str = "best") -> Iterator[None]:
@@ -659,20 +670,8 @@ class Trainer:
         if which not in WHICH:
             raise ValueError(f"which must be one of {WHICH}, got {which!r}")
         best = self.best if (which == "best" and self.config.keep_best) else None
-        with self.averaged_weights():
-            if not best:
-                yield
-                return
-            nets = self.recipe.networks
-            current = {name: {k: v.detach().clone() for k, v in nets[name].state_dict().items()}
-                       for name in best["networks"]}
-            try:
-                for name, state in best["networks"].items():
-                    nets[name].load_state_dict(state)
-                yield
-            finally:
-                for name, state in current.items():
-                    nets[name].load_state_dict(state)
+        with self.averaged_weights(), self._holding(best["networks"] if best else None):
+            yield
 
     @property
     def model(self) -> nn.Module:
@@ -700,9 +699,7 @@ class Trainer:
         with self.averaged_weights():
             score = float(self.monitor.score(self.recipe.inference_model()))
             if self.best is None or score > self.best["score"]:
-                self.best = {"step": self.step, "score": score, "networks": {
-                    name: {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    for name, net in self.recipe.networks.items()}}
+                self.best = {"step": self.step, "score": score, "networks": self._snapshot()}
         self.monitor_history.append((self.step, score))
         return MonitorScore(self.step, score, self.best["step"], self.best["score"])
 

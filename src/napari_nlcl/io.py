@@ -160,8 +160,6 @@ def check_target(path: str | os.PathLike, suffixes: set[str] = WRITE_SUFFIXES) -
     return path
 
 
-_check_target = check_target  # the name the package used before
-
 
 def check_targets(outputs: list[Any], inputs: list[Any] = ()) -> list[Path]:
     """:func:`check_target` for every output, and refuse outputs that repeat or name an input.
@@ -189,27 +187,37 @@ def check_targets(outputs: list[Any], inputs: list[Any] = ()) -> list[Path]:
 
 
 @contextmanager
-def _interrupt_deferred() -> Iterator[None]:
-    """Let Ctrl+C arrive only after the block (main thread only).
+def deferred_interrupt(*, raise_after: bool = True, message: str = "") -> Iterator[dict[str, bool]]:
+    """Within the block, Ctrl+C (SIGINT) only sets ``flag["stop"]``; main thread only.
 
-    zarr writes a chunk on a background I/O thread; an interrupt raised while
-    the main thread waits for it would leave that thread writing into a folder
-    being removed.  The block is short (one plane); the interrupt is raised
-    right after it.
+    ``raise_after``: raise ``KeyboardInterrupt`` when the block ends if Ctrl+C came (a short
+    critical section, e.g. one zarr chunk that zarr writes on a background I/O thread, which an
+    interrupt in the waiting main thread would leave writing into a folder being removed).
+    Otherwise the caller checks the flag and stops at a safe point (the CLI between training
+    steps), printing ``message`` at the first Ctrl+C; a second one raises at once.
     """
     import signal
+    import sys
     import threading
 
+    flag = {"stop": False}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield flag
         return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+
+    def on_sigint(signum, frame) -> None:
+        if flag["stop"] and not raise_after:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        if message:
+            print(message, file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield
+        yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-    if caught:
+    if raise_after and flag["stop"]:
         raise KeyboardInterrupt
 
 
@@ -288,7 +296,7 @@ class _PlaneWriter:
                 metadata={"shape": list(self.shape)} if k == 0 else None,
             )
         elif self._zarr is not None:
-            with _interrupt_deferred():  # the chunk is on disk before Ctrl+C acts
+            with deferred_interrupt():  # the chunk is on disk before Ctrl+C acts
                 self._zarr[idx] = plane
         else:
             from skimage import io as skio
