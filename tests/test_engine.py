@@ -571,3 +571,25 @@ def test_a_folder_of_grey_and_colour_images_is_colour_in_either_order(tmp_path, 
     assert all(f.shape == (3, 48, 48) for f in frames)
     crops = RandomCrops({"image": src}, crop=32, batch_size=2, seed=0)
     assert next(iter(crops))["image"].shape == (2, 3, 32, 32)
+
+
+# ----------------------------------------------------------------------------- precision
+@pytest.mark.parametrize("prec", ["float32", "bfloat16"])
+def test_training_in_each_cpu_precision_learns_and_keeps_float32_weights(tmp_path, prec):
+    t = _trainer(tmp_path, steps=40, precision=prec)
+    assert t.precision.name == prec and t.precision.channels_last
+    losses = [e.losses["l1"] for e in t.fit()]
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    net = t.recipe.networks["net"]
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert net.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    resumed = Trainer.resume(tmp_path / "toy.pt", _data(), steps=45)  # the file loads as usual
+    assert resumed.config.precision == prec
+    assert sum(e.kind == "step" for e in resumed.fit_iter()) == 5
+
+
+def test_training_precision_is_checked():
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="float16' needs a CUDA device"):
+        _trainer(steps=2, precision="float16")

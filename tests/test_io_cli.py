@@ -125,6 +125,21 @@ def test_cli_stack_roundtrip(tmp_path, capsys):
     assert (tmp_path / "hazy_dehazed.tif").exists()
 
 
+def test_cli_precision(tmp_path, capsys):
+    img = io.write_image(tmp_path / "in.png", (np.random.default_rng(0).random((64, 80, 3)) * 255).astype(np.uint8))
+    outs = {}
+    for prec in ("float32", "bfloat16"):
+        out = tmp_path / f"{prec}.png"
+        assert cli.main(["derain", str(img), "-o", str(out), "--device", "cpu", "--precision", prec]) == 0
+        outs[prec] = io.read_image(out).astype(int)
+    assert 0 < np.abs(outs["float32"] - outs["bfloat16"]).mean() < 1.0  # both ran, nearly equal
+    assert cli.main(["derain", str(img), "-o", str(tmp_path / "h.png"), "--device", "cpu", "--precision", "float16"]) == 2
+    assert "needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "h.png").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["derain", str(img), "--precision", "fp8"])
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["dehaze", str(tmp_path / "nope.tif")]) == 2
     assert "input not found" in capsys.readouterr().err

@@ -90,8 +90,8 @@ def test_tiled_inference_equals_whole_image_inference():
     g = _net()
     rng = np.random.default_rng(0)
     image = rng.random((181, 203, 3)).astype(np.float32)  # odd sizes: padded by the engine
-    whole = predict(image, g, tile=4096, device="cpu")
-    tiled = predict(image, g, tile=128, device="cpu")
+    whole = predict(image, g, tile=4096, device="cpu", precision="float32")
+    tiled = predict(image, g, tile=128, device="cpu", precision="float32")
     assert whole.shape == image.shape
     np.testing.assert_allclose(tiled, whole, atol=1e-4)
     # and it equals the network on the whole (padded) image with its own instance norm
@@ -109,9 +109,9 @@ def test_one_tile_planes_skip_the_statistics_pass(monkeypatch):
     real = g.estimate_globals
     monkeypatch.setattr(g, "estimate_globals", lambda x: calls.append(tuple(x.shape)) or real(x))
     stack = np.random.default_rng(0).random((2, 160, 176, 3)).astype(np.float32)
-    one_tile = predict(stack, g, tile=4096, device="cpu")
+    one_tile = predict(stack, g, tile=4096, device="cpu", precision="float32")
     assert calls == []  # the network normalises each whole plane by itself
-    tiled = predict(stack, g, tile=128, device="cpu")
+    tiled = predict(stack, g, tile=128, device="cpu", precision="float32")
     assert len(calls) == 2  # once per plane
     np.testing.assert_allclose(tiled, one_tile, atol=1e-4)
 
@@ -126,10 +126,10 @@ def test_thumbnail_statistics_on_large_planes_stay_close():
     rng = np.random.default_rng(1)
     smooth = np.cumsum(np.cumsum(rng.random((256, 256, 3)), 0), 1)
     image = (smooth / smooth.max()).astype(np.float32)
-    exact = predict(image, g, tile=128, device="cpu")
+    exact = predict(image, g, tile=128, device="cpu", precision="float32")
     g.stats_pixels = 128 * 128
-    approx = predict(image, g, tile=128, device="cpu")
-    other_tiles = predict(image, g, tile=192, device="cpu")
+    approx = predict(image, g, tile=128, device="cpu", precision="float32")
+    other_tiles = predict(image, g, tile=192, device="cpu", precision="float32")
     np.testing.assert_allclose(approx, other_tiles, atol=1e-4)  # seamless: same statistics everywhere
     assert 0 < np.abs(approx - exact).mean() < 0.05
 
@@ -260,13 +260,14 @@ def test_checkpoint_round_trip_and_export(tmp_path):
     trainer.fit()
     recipe, payload = load_recipe(ckpt)
     x = torch.rand(1, 3, 40, 40)
+    same_layout = trainer.precision.prepare  # the trainer's networks are channels_last on the CPU
     with torch.no_grad():
-        np.testing.assert_array_equal(recipe.G.eval()(x), trainer.model.eval()(x))
+        np.testing.assert_array_equal(same_layout(recipe.G.eval())(x), trainer.model.eval()(x))
     assert json.loads(payload["config"])["recipe"]["mode"] == "cut"
     small = export_model(ckpt, tmp_path / "g.pt", networks=["G", "heads"])
     exported, _ = load_recipe(small)
     with torch.no_grad():
-        np.testing.assert_array_equal(exported.G.eval()(x), trainer.model.eval()(x))
+        np.testing.assert_array_equal(same_layout(exported.G.eval())(x), trainer.model.eval()(x))
 
 
 def test_grayscale_training_and_inference(tmp_path):

@@ -50,14 +50,18 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
     **options
         Keyword options of the method (e.g. ``omega=0.9`` for ``"dcp"``).
     """
+    from . import cluster
+
     if isinstance(model, str) and model in available_methods(task):
-        return registry.build(model, task, **options)
+        # tagged with its name, so that a dask cluster's workers build it once each (cluster.py)
+        return cluster.tag(registry.build(model, task, **options), cluster.method_ref(model, task, options))
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or len(path.parts) > 1:
             if options:
                 raise TypeError("options can only be given with a method name, not a model file")
             model = _load_checkpoint_model(path)
+            model = cluster.tag(model, cluster.file_ref(path, task)) if path.is_file() else model
         else:
             return registry.build(str(model), task, **options)  # raises "unknown method"
     info = getattr(model, "info", None)
@@ -85,6 +89,7 @@ def dehaze(
     amp: bool = False,
     value_range: Any = None,
     progress: Any = None,
+    precision: str = "auto",
     **options: Any,
 ):
     """Remove haze from an image or a stack.
@@ -97,7 +102,7 @@ def dehaze(
         ``"default"`` (the shipped AECR-Net-style network, RGB), ``"dcp"``
         (Dark Channel Prior, no training, any channels), the path of a model
         file trained with ``napari-nlcl train dehaze``, or a dehazing model.
-    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress, precision
         See :func:`napari_nlcl.inference.predict`.
     **options
         Method options, e.g. ``omega``, ``t0``, ``patch``, ``radius`` for DCP.
@@ -120,6 +125,7 @@ def dehaze(
     return predict(
         image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+        precision=precision,
     )
 
 
@@ -136,6 +142,7 @@ def derain(
     amp: bool = False,
     value_range: Any = None,
     progress: Any = None,
+    precision: str = "auto",
     **options: Any,
 ):
     """Remove rain streaks from an image or a stack.
@@ -150,7 +157,7 @@ def derain(
         with ``napari-nlcl train derain``, or a deraining model.
     rain_layer : bool
         Also return the rain layer ``R = image - background``.
-    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress, precision
         See :func:`napari_nlcl.inference.predict`.
     **options
         Method options (see ``napari-nlcl methods derain``).
@@ -175,10 +182,15 @@ def derain(
     background = predict(
         image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+        precision=precision,
     )
     if not rain_layer:
         return background
-    if _is_lazy(background):  # two lazy results of one model pass per plane, not two
+    from .cluster import active_client
+
+    if _is_lazy(background) and active_client() is None:
+        # two lazy results of one model pass per plane, not two, however they are sliced (a
+        # cluster computes both in one graph, where dask shares the pass itself)
         from .inference import shared_planes
 
         background = shared_planes(background)
@@ -201,6 +213,7 @@ def translate(
     amp: bool = False,
     value_range: Any = None,
     progress: Any = None,
+    precision: str = "auto",
 ):
     """Translate an image or a stack from domain A to domain B with a trained CUT/FastCUT model.
 
@@ -213,7 +226,7 @@ def translate(
         The path of a model file trained with ``napari-nlcl train translate``
         (or the Train widget), a translation model, or ``"default"``: the
         shipped example that turns photos into the project's film look.
-    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress
+    channel_axis, tile, overlap, device, batch_size, amp, value_range, progress, precision
         See :func:`napari_nlcl.inference.predict`.  Whole images of any size
         are translated tile by tile; instance-norm statistics are taken from
         the whole plane first, so tiles leave no seams.
@@ -235,6 +248,7 @@ def translate(
     return predict(
         image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+        precision=precision,
     )
 
 

@@ -9,6 +9,7 @@ time with a progress bar.  Exit status 2 and a one-line message on bad input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,13 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap", type=int, default=None, help="tile overlap (default: from the model)")
     g.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:N or mps")
     g.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass")
-    g.add_argument("--amp", action="store_true", help="half-precision autocast on CUDA")
+    g.add_argument("--amp", action="store_true", help="half-precision autocast on CUDA (= --precision float16)")
+    g.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="arithmetic: auto (bfloat16 on CPUs with native bfloat16, else float32), float32, "
+                   "bfloat16, float16 (CUDA)")
+    g.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="compute a stack (TIFF/zarr input) on a dask.distributed cluster, e.g. "
+                   "tcp://host:8786 (needs the distributed package; files on a shared file system)")
     g.add_argument("--channel-axis", type=_parse_channel_axis, default="auto",
                    help="'auto' (trailing axis of 3 or 4 is RGB), 'none' (grayscale) or an axis")
     g.add_argument("--value-range", type=_parse_range, default=None,
@@ -153,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule (default: the recipe's; translate decays linearly "
                    "over the second half)")
     t.add_argument("--device", default="auto")
-    t.add_argument("--amp", action="store_true", help="mixed precision on CUDA")
+    t.add_argument("--amp", action="store_true", help="mixed precision on CUDA (= --precision float16)")
+    t.add_argument("--precision", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="arithmetic: auto (bfloat16 on CPUs with native bfloat16, else float32), float32, "
+                   "bfloat16, float16 (CUDA)")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between saves (0: end only)")
     t.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep a moving average of the weights (e.g. 0.999); the model file then gives the average")
@@ -213,6 +223,7 @@ def _run_task(args: argparse.Namespace) -> Path:
     engine = dict(
         channel_axis=args.channel_axis, tile=args.tile, overlap=args.overlap, device=args.device,
         batch_size=args.batch_size, amp=args.amp, value_range=args.value_range,
+        precision=args.precision,
     )
     func = getattr(api, task)
     lazy = hasattr(image, "dask") or type(image).__module__.startswith("dask")
@@ -240,6 +251,24 @@ def _run_task(args: argparse.Namespace) -> Path:
 
         io.write_images(targets, progress=update, inputs=inputs)
     return out_path
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None):
+    """A dask.distributed client for ``--scheduler ADDRESS`` while the task runs (else nothing)."""
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("--scheduler needs the 'distributed' package: pip install distributed") from None
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise OSError(f"cannot reach the dask scheduler at {address}: {exc}") from None
+    with client:
+        yield client
 
 
 def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
@@ -299,6 +328,7 @@ def _build_trainer(args: argparse.Namespace):
             steps=steps, batch_size=args.batch_size, crop=args.crop,
             lr=cls.proposed_lr(bool(start), 2e-4) if args.lr is None else args.lr, seed=args.seed,
             schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
+            precision=args.precision,
             checkpoint_every=args.checkpoint_every, ema=args.ema, monitor_every=args.monitor_every,
             patience=args.patience, keep_best=args.keep == "best", minutes=args.minutes,
         )
@@ -383,7 +413,11 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_samples(args.folder):
                 print(path)
             return 0
-        out = _run_train(args) if args.command == "train" else _run_task(args)
+        if args.command == "train":
+            out = _run_train(args)
+        else:
+            with _cluster(args.scheduler):
+                out = _run_task(args)
     except (ValueError, TypeError, OSError, MemoryError) as exc:
         print(f"napari-nlcl: error: {exc}", file=sys.stderr)
         return 2

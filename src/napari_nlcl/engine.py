@@ -42,6 +42,7 @@ from torch import nn
 
 from . import __version__
 from .inference import select_device
+from .precision import resolve as resolve_precision
 
 CHECKPOINT_FORMAT = "napari-nlcl-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -75,6 +76,10 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: bool = False
     device: str = "auto"
+    #: arithmetic of the training steps (:mod:`napari_nlcl.precision`): "auto" is bfloat16
+    #: autocast on CPUs with native bfloat16 (about twice the steps per second), else float32;
+    #: "float16" (CUDA) adds loss scaling; the weights and optimiser state stay float32
+    precision: str = "auto"
     checkpoint_every: int = 0
     preview_every: int = 0
     ema: float = 0.0
@@ -113,6 +118,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = off), got {v!r}")
         if not (isinstance(self.minutes, (int, float)) and self.minutes >= 0 and math.isfinite(self.minutes)):
             raise ValueError(f"minutes is a time budget >= 0 (0 = none), got {self.minutes!r}")
+        from .precision import check as check_precision
+
+        self.precision = check_precision(self.precision)
 
 
 def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
@@ -601,8 +609,13 @@ class Trainer:
                 raise ValueError(
                     f"{name}: the images have {c} channels but the {recipe.name} network takes "
                     f"{self._want_channels}; choose {self._want_channels} channels (or one) of the data")
-        amp = bool(self.config.amp and self.device.type == "cuda")
-        recipe.scaler = torch.amp.GradScaler("cuda", enabled=amp) if amp else None
+        #: the resolved precision of the training steps; on the CPU the networks and batches
+        #: are channels_last (oneDNN's fast layout)
+        self.precision = resolve_precision(self.config.precision, self.device, amp=self.config.amp)
+        for net in recipe.networks.values():
+            self.precision.prepare(net)
+        half = self.precision.name == "float16"
+        recipe.scaler = torch.amp.GradScaler("cuda", enabled=True) if half else None
         recipe.grad_clip = self.config.grad_clip
         for opt in recipe.optimizers.values():
             for g in opt.param_groups:
@@ -904,8 +917,9 @@ class Trainer:
             self._stream = iter(self.data)
         batch = next(self._stream)
         want = self._want_channels
-        return {k: (v.repeat(1, want, 1, 1) if want and want > 1 and v.ndim == 4 and v.shape[1] == 1 else v)
-                .to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {k: self.precision.tensor(
+                    (v.repeat(1, want, 1, 1) if want and want > 1 and v.ndim == 4 and v.shape[1] == 1 else v)
+                    .to(self.device, non_blocking=True)) for k, v in batch.items()}
 
     def fit_iter(self) -> Generator[TrainEvent, None, None]:
         """Train to ``config.steps``, yielding a :class:`TrainEvent` after every step.
@@ -927,7 +941,6 @@ class Trainer:
         """
         cfg = self.config
         r = self.recipe
-        amp = bool(cfg.amp and self.device.type == "cuda")
         r.train(True)
         clock = self._clock
         started = clock()
@@ -944,7 +957,7 @@ class Trainer:
                 r.train(True)
             while self.step < cfg.steps:
                 batch = self._next_batch()
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
+                with self.precision.autocast():
                     losses = r.training_step(batch, self.step)
                 if r.scaler is not None:
                     r.scaler.update()

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .model import ModelInfo
+from .precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ def _iter_plane(
     tile: int,
     overlap: int,
     batch_size: int,
-    amp: bool,
+    precision: Any,
     value_range: Any,
 ) -> Generator[int, None, np.ndarray]:
     """One ``(H, W)`` or ``(H, W, C)`` plane through the model; yields tiles done."""
@@ -311,14 +312,14 @@ def _iter_plane(
     n = batch0.shape[0]
     globals_: dict[str, Any] = {}
     estimate = getattr(model, "estimate_globals", None)
-    use_amp = amp and device.type == "cuda"
 
     def run(batch, tiles):
         kw = {k: _tile_windows(v, tiles, info.size_multiple) if _is_map(v, xi) else _expand(v, batch.shape[0])
               for k, v in globals_.items()}
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            y = model(batch.to(device), **{k: v.to(device) if hasattr(v, "to") else v for k, v in kw.items()})
-        return y.float()
+        with torch.inference_mode(), precision.autocast():
+            y = model(precision.tensor(batch.to(device)),
+                      **{k: v.to(device) if hasattr(v, "to") else v for k, v in kw.items()})
+        return y.float().contiguous()
 
     margin = min(info.halo, max((overlap - 1) // 2, 0))
     outs = []
@@ -330,8 +331,9 @@ def _iter_plane(
         own = getattr(model, "globals_from_input", False) and tiles == 1
         globals_ = {}
         if estimate is not None and not own:
-            with torch.inference_mode():
-                globals_ = dict(estimate(xi[None].to(device)))
+            with torch.inference_mode(), precision.autocast():
+                globals_ = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                            for k, v in dict(estimate(precision.tensor(xi[None].to(device)))).items()}
         yi = yield from _offset(
             iter_tiled_apply(
                 xi, run, tile=tile, overlap=overlap, margin=margin,
@@ -403,6 +405,7 @@ def iter_predict(
     batch_size: int = 1,
     amp: bool = False,
     value_range: Any = None,
+    precision: Any = "auto",
 ) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict` for numpy arrays.
 
@@ -416,8 +419,10 @@ def iter_predict(
         image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, batch_size=batch_size
     )
     dev = select_device(device)
+    prec = resolve_precision(precision, dev, amp=amp, auto_bfloat16=info.auto_bfloat16).for_model(model)
     model.to(dev)
     model.eval()
+    prec.prepare(model)
 
     moved = image if axis is None else np.moveaxis(image, axis, -1)
     plane_ndim = 2 if axis is None else 3
@@ -439,7 +444,7 @@ def iter_predict(
             for idx in np.ndindex(*lead) if lead else [()]:
                 gen = _iter_plane(
                     np.asarray(moved[idx]), model, info, device=dev, tile=tile, overlap=overlap,
-                    batch_size=batch_size, amp=amp, value_range=value_range,
+                    batch_size=batch_size, precision=prec, value_range=value_range,
                 )
                 base = done
                 while True:
@@ -524,6 +529,7 @@ def predict(
     amp: bool = False,
     value_range: Any = None,
     progress: Callable[[Progress], None] | None = None,
+    precision: Any = "auto",
 ):
     """Run ``model`` over every image plane of ``image``.
 
@@ -547,11 +553,15 @@ def predict(
     batch_size : int
         Tiles per forward pass.
     amp : bool
-        Half-precision autocast on CUDA (ignored elsewhere).
+        The older spelling of ``precision="float16"`` on CUDA (ignored elsewhere).
     value_range : None, "plane" or (low, high)
         How intensities are normalised; see the module documentation.
     progress : callable, optional
         Called with a :class:`Progress` after each batch of tiles (numpy only).
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        Arithmetic of the network (:mod:`napari_nlcl.precision`): ``"auto"`` runs bfloat16
+        autocast on CPUs with native bfloat16 where the model allows it
+        (``ModelInfo.auto_bfloat16``), else float32.
 
     Returns
     -------
@@ -569,7 +579,7 @@ def predict(
     """
     kwargs = dict(
         channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
-        batch_size=batch_size, amp=amp, value_range=value_range,
+        batch_size=batch_size, amp=amp, value_range=value_range, precision=precision,
     )
     if _is_dask(image):
         return _predict_dask(image, model, **kwargs)
@@ -583,21 +593,29 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
         image, model, channel_axis=channel_axis, tile=kwargs["tile"], overlap=kwargs["overlap"],
         batch_size=kwargs["batch_size"],
     )
-    select_device(kwargs["device"])  # fail now, not at compute time
+    resolve_precision(kwargs["precision"], select_device(kwargs["device"]), amp=kwargs["amp"])  # fail now
     moved = image if axis is None else da.moveaxis(image, axis, -1)
     plane_ndim = 2 if axis is None else 3
     n_lead = moved.ndim - plane_ndim
     chunks = (1,) * n_lead + tuple(moved.shape[n_lead:])
     moved = moved.rechunk(chunks)
-    fn = partial(
-        _run_numpy, model=model, channel_axis=None if axis is None else -1, **kwargs
-    )
+    from .cluster import task_model
+
+    # a name for the model that travels once per worker, not a copy in every task (cluster.py)
+    fn = partial(_run_block, channel_axis=None if axis is None else -1, **kwargs)
     out = da.map_blocks(
-        fn, moved, dtype=image.dtype, chunks=moved.chunks,
+        fn, moved, task_model(model), dtype=image.dtype, chunks=moved.chunks,
         name=f"nlcl-{info.task}-{uuid.uuid4().hex}",
         meta=np.empty((0,) * moved.ndim, dtype=image.dtype),
     )
     return out if axis is None else da.moveaxis(out, -1, axis)
+
+
+def _run_block(block: np.ndarray, model: Any, **kwargs: Any) -> np.ndarray:
+    """One block of a lazy result: the model named by the task (:mod:`napari_nlcl.cluster`)."""
+    from .cluster import resolve
+
+    return _run_numpy(block, resolve(model), **kwargs)
 
 
 def shared_planes(lazy: Any, *, keep: int = 8):

@@ -312,16 +312,22 @@ class _PlaneWriter:
             self._tiff = None
 
 
-def _planes(datas: list[Any], idx: tuple[int, ...]) -> list[np.ndarray]:
-    """Plane ``idx`` of every array, lazy ones computed together (shared work done once)."""
+def _iter_planes(datas: list[Any], indices: list[tuple[int, ...]]) -> Generator[list[np.ndarray], None, None]:
+    """Plane ``idx`` of every array for each of ``indices``, lazy ones computed together (shared
+    work done once); with an active dask.distributed client, several planes at once on the
+    cluster (:func:`napari_nlcl.cluster.iter_computed`)."""
     lazy = [i for i, d in enumerate(datas) if type(d).__module__.startswith("dask")]
-    out = [None if i in lazy else np.asarray(d[idx]) for i, d in enumerate(datas)]
+    computed = None
     if lazy:
-        import dask
+        from .cluster import iter_computed
 
-        for i, plane in zip(lazy, dask.compute(*[datas[i][idx] for i in lazy])):
-            out[i] = np.asarray(plane)
-    return out
+        computed = iter_computed([datas[i] for i in lazy], indices)
+    for idx in indices:
+        out = [None if i in lazy else np.asarray(d[idx]) for i, d in enumerate(datas)]
+        if computed is not None:
+            for i, plane in zip(lazy, next(computed)):
+                out[i] = plane
+        yield out
 
 
 def iter_write_many(targets: list[tuple[Any, Any]], *, rgb: bool | None = None,
@@ -352,8 +358,8 @@ def iter_write_many(targets: list[tuple[Any, Any]], *, rgb: bool | None = None,
             stack.callback(writer.close)
             writers.append(writer)
         yield 0, total
-        for k, idx in enumerate(indices):
-            for writer, plane in zip(writers, _planes(datas, idx)):
+        for k, (idx, planes) in enumerate(zip(indices, _iter_planes(datas, indices))):
+            for writer, plane in zip(writers, planes):
                 try:
                     writer.write(k, idx, plane)
                 except OSError as exc:  # name the user's file, not the temporary one

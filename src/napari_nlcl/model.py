@@ -52,6 +52,10 @@ class ModelInfo:
         nets without global statistics).
     config
         Free-form JSON-serialisable settings the network was built with.
+    auto_bfloat16
+        Whether ``precision="auto"`` may run the network in bfloat16 on a CPU with native
+        bfloat16 (:mod:`napari_nlcl.precision`).  Set it False where that costs quality or
+        gains no speed; an explicit ``precision="bfloat16"`` still applies.
     """
 
     task: str
@@ -64,6 +68,7 @@ class ModelInfo:
     receptive_field: int = 1
     exact_tiling: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    auto_bfloat16: bool = True
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

@@ -90,6 +90,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_nlcl.engine import recipe_names
         from napari_nlcl.inference import available_devices
+        from napari_nlcl.precision import PRECISIONS
 
         super().__init__(labels=False)
         # the form scrolls inside the dock, so the widget fits a 1280x800 screen (napari docks
@@ -126,6 +127,7 @@ class TrainWidget(Container):
         self.lr_spin.native.setDecimals(6)
         self.seed_spin = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.precision_combo = ComboBox(label="precision", choices=list(PRECISIONS), value="auto")
         self.show_advanced = CheckBox(text="advanced: loss weights", value=False)
         self.advanced_box = Container(labels=True, visible=False)
         self.preview_combo = ComboBox(label="preview on", choices=self._preview_choices, nullable=True)
@@ -161,8 +163,8 @@ class TrainWidget(Container):
         self.form.extend([
             self.task_combo, self.sources_box, self.start_combo, self.steps_spin, self.minutes_spin,
             self.monitor_spin, self.patience_spin, self.keep_best_check, self.crop_spin,
-            self.batch_spin, self.lr_spin, self.seed_spin, self.device_combo, self.show_advanced,
-            self.advanced_box, self.preview_combo, self.preview_spin, buttons, self.progress,
+            self.batch_spin, self.lr_spin, self.seed_spin, self.device_combo, self.precision_combo,
+            self.show_advanced, self.advanced_box, self.preview_combo, self.preview_spin, buttons, self.progress,
             self.status,
         ])
         self.plot_box = Container(labels=False)
@@ -197,6 +199,9 @@ class TrainWidget(Container):
                           "fine-tuning rate",
             self.seed_spin: "Random seed: the same seed and settings give the same run",
             self.device_combo: "Where to train: auto picks a GPU when there is one, else the CPU",
+            self.precision_combo: "Arithmetic of the training steps: auto uses bfloat16 on CPUs that compute "
+                                  "it natively (faster steps; the weights stay float32), else float32; "
+                                  "float16 is for CUDA",
             self.show_advanced: "Show the recipe's loss weights and settings",
             self.preview_combo: "Apply the model being trained to the frame you are looking at in this layer",
             self.preview_spin: "Update the preview every this many steps (0: never)",
@@ -391,7 +396,8 @@ class TrainWidget(Container):
         config = TrainConfig(
             steps=int(self.steps_spin.value), batch_size=int(self.batch_spin.value),
             crop=int(self.crop_spin.value), lr=float(self.lr_spin.value), seed=int(self.seed_spin.value),
-            device=self.device_combo.value, preview_every=int(self.preview_spin.value),
+            device=self.device_combo.value, precision=self.precision_combo.value,
+            preview_every=int(self.preview_spin.value),
             schedule=self._recipe_cls().schedule, monitor_every=int(self.monitor_spin.value),
             patience=int(self.patience_spin.value), keep_best=bool(self.keep_best_check.value),
             minutes=float(self.minutes_spin.value),
@@ -584,7 +590,8 @@ class TrainWidget(Container):
             if _is_dask(layer.data):
                 result = predict(layer.data, model, device="cpu")  # lazy: planes computed on view
                 return self._put_layer(name, result, layer)
-            worker = predict_worker(layer.data, model, {"device": self.device_combo.value})
+            worker = predict_worker(layer.data, model, {"device": self.device_combo.value,
+                                                        "precision": self.precision_combo.value})
             worker.returned.connect(lambda out: self._put_layer(name, out, layer))
             worker.errored.connect(lambda exc: _notify_error(f"apply failed: {original_error(exc)}"))
             worker.start()

@@ -147,6 +147,7 @@ class TaskWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_nlcl.inference import DEFAULT_TILE, available_devices
         from napari_nlcl.methods import registry
+        from napari_nlcl.precision import PRECISIONS
 
         super().__init__(labels=True)
         self._viewer = viewer
@@ -159,6 +160,7 @@ class TaskWidget(Container):
             self.method_combo.value = "default"
         self.tile_spin = SpinBox(label="tile (px)", min=64, max=8192, step=64, value=DEFAULT_TILE)
         self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.precision_combo = ComboBox(label="precision", choices=list(PRECISIONS), value="auto")
         self.range_combo = ComboBox(label="value range", choices=list(VALUE_RANGES), value="contrast limits")
         self.range_combo.tooltip = (
             "Which intensities map to black and white for the model. 'contrast limits': the layer's "
@@ -178,7 +180,8 @@ class TaskWidget(Container):
         self.extend(
             [
                 self.layer_combo, self.method_combo, self.options_box, self.tile_spin,
-                self.device_combo, self.range_combo, self.lazy_check, self.run_button, self.stop_button,
+                self.device_combo, self.precision_combo, self.range_combo, self.lazy_check, self.run_button,
+                self.stop_button,
                 self.progress, self.status, self.zarr_path, self.zarr_button,
             ]
         )
@@ -190,6 +193,8 @@ class TaskWidget(Container):
                             "smaller uses less memory, larger is a little faster. The overlap is chosen "
                             "from the model so that tiles leave no seams",
             self.device_combo: "Where the model runs: auto picks a GPU when there is one, else the CPU",
+            self.precision_combo: "Arithmetic of the network: auto uses bfloat16 on CPUs that compute it natively (2-3x "
+                               "faster, measured within 0.01 dB of float32), else float32; float16 is for CUDA",
             self.lazy_check: "For a lazy (dask) stack: add the result at once and compute each plane when "
                              "you look at it, instead of processing the whole stack first",
             self.run_button: "Process the selected layer in the background; the result is a new layer "
@@ -269,7 +274,8 @@ class TaskWidget(Container):
         check_inputs(layer.data, model, channel_axis=channel_axis, tile=int(self.tile_spin.value),
                      overlap=None, batch_size=1)
         kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
-                      device=self.device_combo.value, value_range=self._value_range(layer))
+                      device=self.device_combo.value, precision=self.precision_combo.value,
+                      value_range=self._value_range(layer))
         return layer, model, kwargs
 
     def _value_range(self, layer: Any) -> Any:

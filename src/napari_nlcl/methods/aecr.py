@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import ModelInfo
-from ..ops import DeformConv2d
+from ..ops import DeformConv2d, full_precision
 from ..tiling import pad_to_multiple
 from .dcp import dark_channel, estimate_airlight, guided_filter, min_filter
 
@@ -348,7 +348,7 @@ class AECRNet(nn.Module):
         """``{"airlight": (B, C)}`` from the whole plane (the engine gives it to every tile)."""
         if self.airlight is None:
             return {}
-        return {"airlight": self.airlight(x)}
+        return {"airlight": full_precision(self.airlight, x)}
 
     def forward(self, x: torch.Tensor, airlight: torch.Tensor | None = None) -> torch.Tensor:
         return self.decompose(x, airlight)[0]
@@ -366,7 +366,7 @@ class AECRNet(nn.Module):
         xp = pad_to_multiple(x, self.info.size_multiple)
         if xp is not x:
             if airlight is None and self.airlight is not None:
-                airlight = self.airlight(x)  # from the plane itself, not its padding
+                airlight = full_precision(self.airlight, x)  # from the plane itself, not its padding
             j, t, a = self._decompose(xp, airlight)
             return j[..., :h, :w], (None if t is None else t[..., :h, :w]), a
         return self._decompose(x, airlight)
@@ -375,12 +375,14 @@ class AECRNet(nn.Module):
         if self.airlight is None:
             out = x + self.tail(self.features(x))
             return (out if self.training else out.clamp(0.0, 1.0)), None, None
-        a = self.airlight(x) if airlight is None else airlight.reshape(x.shape[0], x.shape[1])
+        a = full_precision(self.airlight, x) if airlight is None else airlight.reshape(x.shape[0], x.shape[1])
         a4 = a[:, :, None, None].to(x.dtype)
         xa = (x / a4).clamp(0.0, 2.0)
         d1 = xa.amin(1, keepdim=True)
         dp = min_filter(d1, self.config.dark_patch)
-        logit = self.tail(self.features(torch.cat([xa, d1, dp], 1)))
+        # the transmission divides the image (J = (I - A) / t + A): its head runs in float32
+        # under a bfloat16 autocast, where the rounding of t would be amplified
+        logit = full_precision(self.tail, self.features(torch.cat([xa, d1, dp], 1)))
         if self.coarse:
             logit = F.interpolate(logit, size=x.shape[-2:], mode="bilinear", align_corners=False)
         t = self.refine_transmission(x, torch.sigmoid(logit))

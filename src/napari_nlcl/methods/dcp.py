@@ -198,7 +198,9 @@ def min_filter(x: Tensor, size: int) -> Tensor:
     """Per-channel minimum over a ``size x size`` window, replicate padding.
 
     For even ``size`` the window extends ``size // 2`` pixels up/left and
-    ``size // 2 - 1`` down/right.  Implemented as separable ``-max_pool2d(-x)``.
+    ``size // 2 - 1`` down/right.  Separable, and each pass takes ``log2(size) + 1``
+    element-wise minima of shifted views (window doubling), several times faster on the
+    CPU than ``max_pool2d`` (which also computes indices) and exactly the same minimum.
     """
     _check_image(x)
     size = _check_int(size, "size", 1)
@@ -206,10 +208,23 @@ def min_filter(x: Tensor, size: int) -> Tensor:
         return x.clone()
     w = _working(x)
     lo, hi = size // 2, (size - 1) // 2
-    w = F.pad(-w, (lo, hi, lo, hi), mode="replicate")
-    w = F.max_pool2d(w, kernel_size=(size, 1), stride=1)
-    w = F.max_pool2d(w, kernel_size=(1, size), stride=1)
-    return (-w).to(x.dtype)
+    w = F.pad(w, (lo, hi, lo, hi), mode="replicate")
+    w = _running_min(w, size, -2)
+    w = _running_min(w, size, -1)
+    return w.to(x.dtype)
+
+
+def _running_min(w: Tensor, size: int, dim: int) -> Tensor:
+    """``out[i] = min(w[i : i + size])`` along ``dim`` (length shrinks by ``size - 1``)."""
+    span = 1
+    while 2 * span <= size:  # out[i] = min(w[i : i + span])
+        n = w.shape[dim] - span
+        w = torch.minimum(w.narrow(dim, 0, n), w.narrow(dim, span, n))
+        span *= 2
+    if span < size:  # two overlapping windows of ``span`` cover ``size``
+        n = w.shape[dim] - (size - span)
+        w = torch.minimum(w.narrow(dim, 0, n), w.narrow(dim, size - span, n))
+    return w
 
 
 def dark_channel(x: Tensor, patch: int = DEFAULT_PATCH) -> Tensor:
@@ -510,6 +525,7 @@ class DarkChannelPrior(nn.Module):
             size_multiple=1,
             receptive_field=dcp_receptive_field(self.patch, self.radius, self.refine),
             exact_tiling=True,
+            auto_bfloat16=False,  # a filter: no convolution work for bfloat16 to speed up
             config={
                 "patch": self.patch,
                 "omega": self.omega,

@@ -632,6 +632,7 @@ class DirectionalDerain(nn.Module):
             size_multiple=1,
             receptive_field=directional_receptive_field(self.width, self.length),
             exact_tiling=True,
+            auto_bfloat16=False,  # a filter: no convolution work for bfloat16 to speed up
             config={
                 "strength": self.strength,
                 "width": self.width,

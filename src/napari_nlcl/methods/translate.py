@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model import ModelInfo
+from ..ops import ReflectConv2d, full_precision, reflect_pad
 from ..tiling import pad_to_multiple
 from .nlcl import PatchDiscriminator
 
@@ -140,15 +141,22 @@ class Norm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = getattr(_NORM, "mode", None)
         if mode is None:
+            if x.shape[0] == 1:
+                # for one image, batch norm over (N, H, W) is instance norm, and its CPU kernel
+                # keeps channels_last (instance_norm returns NCHW: two layout copies more)
+                return F.batch_norm(x, None, None, training=True, eps=self.eps)
             return F.instance_norm(x, eps=self.eps)
         if mode == "fixed":
-            s = _NORM.stats[:, self.offset : self.offset + 2 * self.channels].to(x.dtype)[..., None, None]
+            s = _NORM.stats[:, self.offset : self.offset + 2 * self.channels].float()[..., None, None]
             mean, var = s[:, : self.channels], s[:, self.channels :]
         else:
             # pooled over the batch: equal-sized crops of one plane give that plane's statistics
             var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), keepdim=True, correction=0)
             _NORM.stats[self.index] = torch.cat([mean, var], 1).flatten(1)
-        return ((x - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+        # one pass over x, x * scale + shift, that keeps x's memory layout (channels_last on
+        # the CPU; F.instance_norm returns NCHW, and the next convolution converts it back)
+        scale = torch.rsqrt(var + self.eps)
+        return torch.addcmul((-mean * scale).to(x.dtype), x, scale.to(x.dtype))
 
 
 class BlurPool(nn.Module):
@@ -161,7 +169,7 @@ class BlurPool(nn.Module):
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        x = reflect_pad(x, 1)
         return F.conv2d(x, self.kernel.to(x.dtype), stride=2, groups=x.shape[1])
 
 
@@ -181,7 +189,7 @@ class Up(nn.Module):
         super().__init__()
         self.antialias = antialias
         if antialias:
-            self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="reflect")
+            self.conv = ReflectConv2d(c_in, c_out, 3, padding=1)
         else:
             self.conv = nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)
         self.norm = Norm(c_out)
@@ -195,9 +203,9 @@ class Up(nn.Module):
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
+        self.conv1 = ReflectConv2d(c, c, 3, padding=1)
         self.norm1 = Norm(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
+        self.conv2 = ReflectConv2d(c, c, 3, padding=1)
         self.norm2 = Norm(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,14 +235,14 @@ class TranslateNet(nn.Module):
         self.config = cfg
         c, g, aa = cfg.in_channels, cfg.ngf, cfg.antialias
         self.inp = nn.Identity()  # tap point for the raw input (CUT's layer 0)
-        self.stem = nn.Conv2d(c, g, 7, padding=3, padding_mode="reflect")
+        self.stem = ReflectConv2d(c, g, 7, padding=3)
         self.stem_norm = Norm(g)
         self.down1 = Down(g, 2 * g, aa)
         self.down2 = Down(2 * g, 4 * g, aa)
         self.blocks = nn.Sequential(*[ResBlock(4 * g) for _ in range(cfg.blocks)])
         self.up1 = Up(4 * g, 2 * g, aa)
         self.up2 = Up(2 * g, g, aa)
-        self.head = nn.Conv2d(g, cfg.channels_out, 7, padding=3, padding_mode="reflect")
+        self.head = ReflectConv2d(g, cfg.channels_out, 7, padding=3)
         if cfg.residual:  # start as the identity
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -297,10 +305,11 @@ class TranslateNet(nn.Module):
         h = self.down2(self.down1(h))
         h = self.blocks(h)
         h = self.up2(self.up1(h))
+        out = full_precision(self.head, h)  # float32 under autocast: the output is the image
         if self.config.residual:  # x + correction, in [0, 1] units; clipped at inference only
-            y = x + 0.5 * self.head(h)
+            y = x + 0.5 * out
             return y if self.training else y.clamp(0.0, 1.0)
-        return torch.tanh(self.head(h)) * 0.5 + 0.5
+        return torch.tanh(out) * 0.5 + 0.5
 
     def forward(self, x: torch.Tensor, norm_stats: torch.Tensor | None = None) -> torch.Tensor:
         """Translate ``x``; with ``norm_stats`` (from :meth:`estimate_globals`) the norms use them."""
