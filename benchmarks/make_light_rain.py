@@ -7,6 +7,10 @@ committed) get one or two layers of light streaks each (``synth.add_rain``: dens
 width 0.6-1.2 px, length 8-18 px, opacity 0.25-0.5, angles within 8 degrees of each other).
 
     python benchmarks/make_light_rain.py runs/data/light_rain
+    python benchmarks/make_light_rain.py runs/data/light_rain_kodak ../shared/data/clean/kodak
+
+LIVE1 photos are among the clean photos the shipped derainer was trained on (every clean
+folder but Kodak); the Kodak set (24 photos, never trained on) is the held-out one.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import numpy as np
 CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean" / "live1"
 
 
-def main(out: str = "runs/data/light_rain") -> int:
+def main(out: str = "runs/data/light_rain", clean_dir: str | None = None) -> int:
     from napari_nlcl import synth
     from napari_nlcl.io import _imread, list_images, write_image
 
     out = Path(out)
     (out / "rain").mkdir(parents=True, exist_ok=True)
     (out / "norain").mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(list_images(CLEAN)):
+    for i, f in enumerate(list_images(Path(clean_dir) if clean_dir else CLEAN)):
         rng = np.random.default_rng(7000 + i)
         clean = np.asarray(_imread(f))[..., :3]
         angle = float(rng.uniform(-25, 25))

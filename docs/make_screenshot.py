@@ -19,7 +19,7 @@ TASKS = {"dehaze": (DehazeWidget, "hazy_scene"), "derain": (DerainWidget, "rainy
 def main(out: str, task: str) -> None:
     cls, sample = TASKS[task]
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1280, 800)
     viewer.open_sample("napari-nlcl", sample)
     widget = cls(viewer)
     if task == "derain":

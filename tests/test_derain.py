@@ -325,7 +325,7 @@ def test_sheet_bank_holds_longer_wider_streaks_and_downpours_use_it():
     assert _correlation(sheets, 24, -2) > _correlation(streaks, 24, -2) + 0.15
     assert _correlation(sheets, 3, -1) > _correlation(streaks, 3, -1) + 0.15
     with pytest.raises(ValueError, match="kind must be one of"):
-        make_rain_bank(2, 32, kind="drizzle")
+        make_rain_bank(2, 32, kind="hail")
 
     clean = torch.rand(4, 3, 96, 96) * 0.4
     kw = {"veil": 0.0, "downpour": 1.0, "downpour_veil": (0.0, 0.0), "blur": 0.0}
@@ -344,6 +344,30 @@ def test_sheet_bank_holds_longer_wider_streaks_and_downpours_use_it():
         add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheets=0.5)
     with pytest.raises(ValueError, match="downpour_sheets is a probability"):
         DerainConfig(downpour_sheets=2.0)
+
+
+def test_drizzle_is_light_rain_of_short_thin_streaks_at_several_depths():
+    streaks, _ = make_rain_bank(24, 128, seed=2)
+    drizzle, angles = make_rain_bank(24, 128, seed=2, kind="drizzle")
+    assert drizzle.shape == streaks.shape and np.all(np.diff(angles) >= 0) and np.abs(angles).max() <= 30
+    assert _correlation(drizzle, 24, -2) < _correlation(streaks, 24, -2)  # short streaks
+    assert _correlation(drizzle, 3, -1) < _correlation(streaks, 3, -1)  # thin
+    clean = torch.rand(6, 3, 96, 96) * 0.4
+    kw = dict(veil=0.0, blur=1.5)
+    plain = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw)
+    light = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, drizzle=1.0, drizzle_bank=drizzle)
+    rain = light - clean
+    assert (rain > -1e-6).all() and 0.005 < float(rain.mean()) < float((plain - clean).mean()) + 0.1
+    assert not torch.equal(light, plain)
+    # drizzle=0 draws nothing more: the seeded stream and output are those of before
+    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, drizzle_bank=drizzle), plain)
+    with pytest.raises(ValueError, match="needs a drizzle_bank"):
+        add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), drizzle=0.5)
+    with pytest.raises(ValueError, match="drizzle is a probability"):
+        DerainConfig(drizzle=1.5)
+    small = {"rain_bank": 8, "rain_bank_size": 64}
+    assert build_recipe("derain", DerainConfig(**small), device="cpu").drizzle_bank is None
+    assert build_recipe("derain", DerainConfig(**small, drizzle=0.3), device="cpu").drizzle_bank.shape[0] == 4
 
 
 def test_recipe_builds_a_sheet_bank_only_when_downpours_use_sheets():

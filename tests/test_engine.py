@@ -586,6 +586,8 @@ def test_training_in_each_cpu_precision_learns_and_keeps_float32_weights(tmp_pat
     resumed = Trainer.resume(tmp_path / "toy.pt", _data(), steps=45)  # the file loads as usual
     assert resumed.config.precision == prec
     assert sum(e.kind == "step" for e in resumed.fit_iter()) == 5
+    switched = Trainer.resume(tmp_path / "toy.pt", _data(), precision="float32")  # may change
+    assert switched.precision.name == "float32" and switched.step == 45
 
 
 def test_training_precision_is_checked():

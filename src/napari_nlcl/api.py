@@ -286,6 +286,7 @@ def finetune(
     monitor_every: int = 50,
     patience: int = 10,
     minutes: float = 0.0,
+    precision: str = "auto",
     **settings: Any,
 ):
     """A ready :class:`~napari_nlcl.engine.Trainer` that fine-tunes on your own data.
@@ -303,7 +304,7 @@ def finetune(
         The shipped default model, a model file, or ``None`` to train from
         scratch.  ``"auto"``: the shipped default for dehaze and derain
         (fine-tuning), scratch for translate (a new pair of domains).
-    steps, crop, batch_size, lr, seed, device
+    steps, crop, batch_size, lr, seed, device, precision
         Training settings (:class:`~napari_nlcl.engine.TrainConfig`).  ``lr=None``
         takes the recipe's fine-tuning rate when starting from a model (1e-5 for
         derain), else 1e-4.
@@ -341,7 +342,7 @@ def finetune(
     lr = cls.proposed_lr(start is not None, 1e-4) if lr is None else lr
     config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
                          schedule=cls.schedule, monitor_every=monitor_every, patience=patience,
-                         minutes=minutes)
+                         minutes=minutes, precision=precision)
     if start is None:
         return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
     if isinstance(start, str) and start == "default":

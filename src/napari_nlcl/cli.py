@@ -321,7 +321,8 @@ def _build_trainer(args: argparse.Namespace):
     data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size, paired=paired,
                        seed=args.seed, **cls.data_options({**stored, **recipe_config}))
     if args.resume:
-        trainer = Trainer.resume(out, data, steps=args.steps)
+        trainer = Trainer.resume(out, data, steps=args.steps,
+                                 precision=None if args.precision == "auto" else args.precision)
     else:
         steps = args.steps if args.steps is not None else (1_000_000 if args.minutes else 1000)
         config = TrainConfig(

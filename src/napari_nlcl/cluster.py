@@ -49,9 +49,10 @@ _THREADS_SET = False
 class ModelRef:
     """A small, hashable name for a model that any process can rebuild.
 
-    ``kind`` is ``"method"`` (``name`` a registered method of ``task``, ``options``
-    its keyword options as sorted JSON) or ``"file"`` (``name`` an absolute path,
-    ``digest`` the SHA-256 of the file's bytes).
+    ``kind`` is ``"method"`` (``name`` the method's factory, ``"package.module:callable"``,
+    so a worker needs the package, not the registration; ``options`` its keyword options as
+    sorted JSON) or ``"file"`` (``name`` an absolute path, ``digest`` the SHA-256 of the
+    file's bytes).
     """
 
     kind: str
@@ -62,10 +63,17 @@ class ModelRef:
 
     def build(self):
         from . import api
-        from .methods import registry
 
         if self.kind == "method":
-            return registry.build(self.name, self.task, **json.loads(self.options))
+            import importlib
+
+            module, attr = self.name.split(":")
+            try:
+                factory = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as exc:
+                raise ImportError(f"this dask worker cannot import {self.name} ({exc}); install the "
+                                  "package that provides it on the workers") from exc
+            return factory(**json.loads(self.options))
         path = Path(self.name)
         if not path.is_file():
             raise FileNotFoundError(
@@ -98,8 +106,10 @@ def fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
-def tag(model: Any, ref: ModelRef) -> Any:
+def tag(model: Any, ref: ModelRef | None) -> Any:
     """Record that ``model`` is what ``ref`` builds (done by :func:`napari_nlcl.load_model`)."""
+    if ref is None:
+        return model
     try:
         model._nlcl_ref = ref
         model._nlcl_fingerprint = fingerprint(model)
@@ -108,8 +118,15 @@ def tag(model: Any, ref: ModelRef) -> Any:
     return model
 
 
-def method_ref(name: str, task: str | None, options: dict) -> ModelRef:
-    return ModelRef("method", task, name, json.dumps(options, sort_keys=True))
+def method_ref(name: str, task: str | None, options: dict) -> ModelRef | None:
+    """The reference of a registered method with ``options`` (None if they are not JSON)."""
+    from .methods import registry
+
+    try:
+        text = json.dumps(options, sort_keys=True)
+    except (TypeError, ValueError):
+        return None  # e.g. an array as an option: the model travels as an object instead
+    return ModelRef("method", task, registry.get(name, task).factory, text)
 
 
 def file_ref(path: str | Path, task: str | None) -> ModelRef:

@@ -772,10 +772,12 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | os.PathLike, data: Any, *, steps: int | None = None,
-               device: Any = None, **kwargs: Any) -> Trainer:
+               device: Any = None, precision: str | None = None, **kwargs: Any) -> Trainer:
         """Continue the run saved in ``path`` exactly where it stopped.
 
-        ``steps`` raises the total number of steps (continue training further).
+        ``steps`` raises the total number of steps (continue training further);
+        ``device`` and ``precision`` replace the stored ones (the weights are float32
+        whatever the precision, so a run may change it).
         """
         payload = read_checkpoint(path)
         if payload.get("exported") or "optimizers" not in payload:
@@ -789,6 +791,10 @@ class Trainer:
             train_cfg.steps = int(steps)
         if device is not None:
             train_cfg.device = device
+        if precision is not None:
+            from .precision import check as check_precision
+
+            train_cfg.precision = check_precision(precision)
         recipe, _ = load_recipe(path, device=select_device(train_cfg.device), averaged=False)
         kwargs.setdefault("checkpoint", path)
         kwargs.setdefault("metadata", json.loads(payload.get("metadata", "{}")))

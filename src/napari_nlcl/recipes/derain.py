@@ -122,6 +122,9 @@ class DerainConfig:
     # probability that a downpour's streak layer is a sheet: long (30-200 px), wide (2.5-8 px),
     # soft streaks, how heavy rain close to the camera looks (see sheet_params)
     downpour_sheets: float = 0.0
+    # probability of light rain instead: two or three layers of thin (0.4-1.2 px), short
+    # (4-24 px), dense streaks (drizzle_params) at different defocus (depths), opacity 0.15-0.5
+    drizzle: float = 0.0
     # squared error of a veil branch (net={"veil": True}) to the synthetic veil: its mean, not
     # its median (L1's choice, which is "no veil" while half of the crops have none)
     veil_weight: float = 10.0
@@ -133,7 +136,7 @@ class DerainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
-                     "pseudo_clean", "downpour_sheets", "anchor_weight"):
+                     "pseudo_clean", "downpour_sheets", "anchor_weight", "drizzle"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -155,7 +158,7 @@ class DerainConfig:
         self.transplant_gain = tuple(float(v) for v in self.transplant_gain)
         if len(self.transplant_gain) != 2 or not 0 < self.transplant_gain[0] <= self.transplant_gain[1] <= 4:
             raise ValueError(f"transplant_gain must be (low, high) with 0 < low <= high <= 4, got {self.transplant_gain}")
-        for name in ("downpour", "pseudo_clean", "downpour_sheets"):
+        for name in ("downpour", "pseudo_clean", "downpour_sheets", "drizzle"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if len(self.downpour_veil) != 2 or not 0 <= self.downpour_veil[0] <= self.downpour_veil[1] <= 1:
@@ -173,7 +176,7 @@ class DerainConfig:
         return {"layers": self.rain_layers, "opacity": self.rain_opacity, "veil": self.veil,
                 "veil_max": self.veil_max, "blur": self.blur, "additive": self.additive,
                 "veil_ref": self.veil_ref, "downpour": self.downpour, "downpour_veil": self.downpour_veil,
-                "sheets": self.downpour_sheets}
+                "sheets": self.downpour_sheets, "drizzle": self.drizzle}
 
     @property
     def min_crop(self) -> int:
@@ -207,14 +210,26 @@ def sheet_params(rng: np.random.Generator) -> dict[str, float]:
     }
 
 
+def drizzle_params(rng: np.random.Generator) -> dict[str, float]:
+    """A light-rain layer: thin, short, dense streaks over the whole frame (a drizzle, or rain
+    far from the camera), near vertical or gently blown."""
+    return {
+        "density": float(math.exp(rng.uniform(math.log(0.01), math.log(0.05)))),
+        "angle": float(np.clip(rng.normal(0.0, 8.0), -30.0, 30.0) if rng.random() < 0.6 else rng.uniform(-30.0, 30.0)),
+        "length": float(math.exp(rng.uniform(math.log(4.0), math.log(24.0)))),
+        "width": float(rng.uniform(0.4, 1.2)),
+    }
+
+
 def make_rain_bank(n: int, size: int, seed: int = 0, *, kind: str = "streaks") -> tuple[torch.Tensor, np.ndarray]:
     """``n`` streak maps ``(n, 1, size, size)`` in [0, 1] sorted by angle, and their angles.
 
-    ``kind``: ``"streaks"`` (:func:`streak_params`) or ``"sheets"`` (:func:`sheet_params`).
+    ``kind``: ``"streaks"`` (:func:`streak_params`), ``"sheets"`` (:func:`sheet_params`) or
+    ``"drizzle"`` (:func:`drizzle_params`).
     """
     from ..synth import add_rain
 
-    kinds = {"streaks": streak_params, "sheets": sheet_params}
+    kinds = {"streaks": streak_params, "sheets": sheet_params, "drizzle": drizzle_params}
     if kind not in kinds:
         raise ValueError(f"kind must be one of {sorted(kinds)}, got {kind!r}")
     rng = np.random.default_rng(seed)
@@ -256,7 +271,8 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
                   layers=(1, 3), opacity=(0.1, 0.7), veil: float = 0.5, blur: float = 1.5,
                   veil_max: float = 0.2, additive: float = 0.0, veil_ref: float = 0.0,
                   downpour: float = 0.0, downpour_veil=(0.1, 0.4), sheets: float = 0.0,
-                  sheet_bank: torch.Tensor | None = None, return_veil: bool = False):
+                  sheet_bank: torch.Tensor | None = None, drizzle: float = 0.0,
+                  drizzle_bank: torch.Tensor | None = None, return_veil: bool = False):
     """Rainy versions of clean crops ``(B, C, H, W)`` in [0, 1] (``rainy >= clean``).
 
     Per image: one to ``layers[1]`` streak maps of similar angle from
@@ -275,7 +291,9 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     of a downpour's layers is, with probability ``sheets``, taken from
     ``sheet_bank`` instead (long wide soft streaks, :func:`sheet_params`),
     from the same place in its angle order (a similar angle), at half the
-    opacity.
+    opacity.  With probability ``drizzle`` an image that is not a downpour gets light rain
+    instead: two or three layers from ``drizzle_bank`` (:func:`drizzle_params`), each at its
+    own defocus and an opacity of 0.15-0.5 (streak fields at several depths).
     With probability
     ``additive`` the rain is added, ``O = min(B + R, 1)`` (the model of the
     common synthetic rain sets, Rain100 and Rain1400, and of Yang et al.'s heavy
@@ -288,6 +306,8 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
     n, _, size, _ = bank.shape
     if sheets and sheet_bank is None:
         raise ValueError("sheets > 0 needs a sheet_bank (make_rain_bank(..., kind='sheets'))")
+    if drizzle and drizzle_bank is None:
+        raise ValueError("drizzle > 0 needs a drizzle_bank (make_rain_bank(..., kind='drizzle'))")
 
     def rand() -> float:
         return float(torch.rand((), generator=generator))
@@ -301,15 +321,16 @@ def add_bank_rain(clean: torch.Tensor, bank: torch.Tensor, generator: torch.Gene
         first = randint(0, n - 1)
         flip = rand() < 0.5
         heavy = bool(downpour) and rand() < downpour
+        fine = bool(drizzle) and not heavy and rand() < drizzle
         add = heavy or rand() < additive
         scale = max(1, math.ceil(max(h, w) / size))
         light = 0.0  # mean streak light added, which scales the veil when veil_ref > 0
-        lo, hi = (opacity[0], (opacity[0] + opacity[1]) / 2) if heavy else opacity
-        for _ in range(randint(2, 4) if heavy else randint(*layers)):
+        lo, hi = (opacity[0], (opacity[0] + opacity[1]) / 2) if heavy else (0.15, 0.5) if fine else opacity
+        for _ in range(randint(2, 4) if heavy else randint(2, 3) if fine else randint(*layers)):
             j = min(max(first + randint(-max(n // 16, 1), max(n // 16, 1)), 0), n - 1)
             sheet = bool(heavy and sheets and rand() < sheets)
-            source = sheet_bank if sheet else bank
-            if sheet:  # same place in the angle order of the sheet bank
+            source = sheet_bank if sheet else drizzle_bank if fine else bank
+            if sheet or fine:  # same place in the angle order of the other bank
                 j = min(round(j * (source.shape[0] - 1) / max(n - 1, 1)), source.shape[0] - 1)
             s = source[j:j + 1].to(clean.device, clean.dtype)
             if scale > 1:
@@ -505,9 +526,18 @@ class DerainRecipe(Recipe):
                                  self.config.bank_seed + 1, kind="sheets")
         return bank
 
+    @cached_property
+    def drizzle_bank(self) -> torch.Tensor | None:
+        if not self.config.drizzle:
+            return None
+        bank, _ = make_rain_bank(max(self.config.rain_bank // 2, 1), self.config.rain_bank_size,
+                                 self.config.bank_seed + 2, kind="drizzle")
+        return bank
+
     def synthesize(self, clean: torch.Tensor, return_veil: bool = False):
         return add_bank_rain(clean, self.rain_bank, self.generator, **self.config.synthesis_kwargs(),
-                             sheet_bank=self.sheet_bank, return_veil=return_veil)
+                             sheet_bank=self.sheet_bank, drizzle_bank=self.drizzle_bank,
+                             return_veil=return_veil)
 
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
