@@ -84,3 +84,11 @@ def test_cli_scheduler_needs_a_reachable_address(tmp_path, capsys, frames):
     assert cli.main(["derain", str(src), "-o", str(tmp_path / "o.zarr"), "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "cannot reach the dask scheduler" in capsys.readouterr().err
     assert not (tmp_path / "o.zarr").exists()
+
+
+def test_worker_allocator_setting_applies_on_linux():
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    assert cluster._reuse_large_blocks() is True
