@@ -14,6 +14,7 @@ Speed: one 1024x1024 RGB image through the engine, the three arms interleaved in
     python benchmarks/bench_precision.py --speed-only
     python benchmarks/bench_precision.py --quality-only --limit 5
     python benchmarks/bench_precision.py --training      # steps/s of each recipe, float32 vs bfloat16
+    python benchmarks/bench_precision.py --memory        # peak memory per precision, 2048x2048
 
 Training: each recipe is built as ``napari-nlcl train ...`` builds it (its default crop
 128 and batch 1 unless given, no monitor), once per precision; the two runs alternate in
@@ -163,6 +164,34 @@ def training(chunks: int, chunk: int) -> None:
             print(f"| {label} | {cells} | {max(best) / best[0]:.1f}x |", flush=True)
 
 
+MEMORY_CODE = """
+import resource, sys, numpy as np, torch, napari_nlcl
+torch.set_num_threads({threads})
+img = np.random.default_rng(0).random((2048, 2048, 3)).astype(np.float32)
+fn = getattr(napari_nlcl, "{task}")
+fn(img[:64, :64], device="cpu", precision="{prec}")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+fn(img, device="cpu", precision="{prec}", tile=1024)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def memory(threads: int) -> None:
+    """Peak resident memory growth of one 2048x2048 image (1024 px tiles), each run in a fresh
+    process (``ru_maxrss`` only grows)."""
+    import subprocess
+
+    print("| model | " + " | ".join(f"{p} (MB)" for p in ("float32", "bfloat16")) + " |")
+    print("|---|---|---|")
+    for task in ("derain", "dehaze", "translate"):
+        cells = []
+        for prec in ("float32", "bfloat16"):
+            code = MEMORY_CODE.format(threads=threads, task=task, prec=prec)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            cells.append(f"{float(out.stdout.strip().splitlines()[-1]):.0f}")
+        print(f"| {task} default | " + " | ".join(cells) + " |", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--speed-only", action="store_true")
@@ -170,6 +199,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images of each validation set")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--training", action="store_true", help="training steps/s instead")
+    ap.add_argument("--memory", action="store_true", help="peak memory per precision instead")
     ap.add_argument("--chunks", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=5, help="steps per timed chunk")
     ap.add_argument("--threads", type=int, default=2)
@@ -181,6 +211,9 @@ def main(argv=None) -> int:
           f"{args.threads} threads\n")
     if args.training:
         training(args.chunks, args.chunk)
+        return 0
+    if args.memory:
+        memory(args.threads)
         return 0
     if not args.speed_only:
         quality(args.limit)

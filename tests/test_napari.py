@@ -255,3 +255,23 @@ def test_runs_report_in_napari_activity_dock(widget, qtbot, errors, monkeypatch)
     ups = [u for u in seen[0].updates if u[1]]
     assert ups[0][0] == 0 and ups[-1][0] == ups[-1][1] > 1  # from 0 to the last tile
     assert w._activity is None and errors == []
+
+
+def test_save_stack_to_zarr_uses_an_active_dask_client(widget, qtbot, tmp_path, errors):
+    distributed = pytest.importorskip("distributed")
+    from napari_nlcl.io import read_image
+
+    viewer, w = widget
+    stack = np.stack([_hazy((64, 64, 3))] * 3)
+    viewer.add_image(stack, name="s", rgb=True)
+    w.zarr_path.value = tmp_path / "local.zarr"
+    _wait_idle(qtbot, w, w.save_zarr())
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:
+        w.zarr_path.value = tmp_path / "cluster.zarr"
+        _wait_idle(qtbot, w, w.save_zarr())
+        ran = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes))
+    assert errors == []
+    assert ran > 0  # the planes were computed on the cluster
+    np.testing.assert_array_equal(np.asarray(read_image(tmp_path / "cluster.zarr")),
+                                  np.asarray(read_image(tmp_path / "local.zarr")))

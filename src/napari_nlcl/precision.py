@@ -4,9 +4,9 @@
 (``--precision``), the widgets and :class:`napari_nlcl.engine.TrainConfig`:
 
 ``"auto"`` (default)
-    bfloat16 autocast on a CPU with native bfloat16
-    arithmetic (AVX512-BF16 or AMX, which PyTorch's oneDNN kernels use), float32 on other
-    CPUs; on CUDA float32 (``"float16"`` is the fast path there, ask for it).
+    bfloat16 autocast on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX, which
+    PyTorch's oneDNN kernels use) for networks that allow it (``ModelInfo.auto_bfloat16``),
+    float32 on other CPUs; float32 on CUDA and MPS (``"float16"`` is CUDA's fast path: ask).
 ``"float32"``
     Full precision everywhere (the reference; results reproducible to float rounding).
 ``"bfloat16"``
@@ -16,9 +16,10 @@
 
 Autocast keeps the weights (and, in training, the optimiser's state) in float32 and
 runs convolutions and matrix products in the lower precision; reductions, softmax and
-the losses stay in float32.  On the CPU every precision runs with ``channels_last``
-tensors (oneDNN's fastest layout; the same arithmetic).  The measured speed and quality cost of each shipped model
-is in the README (*Speed*).
+the losses stay in float32.  On the CPU networks with convolutions run with
+``channels_last`` tensors whatever the precision (oneDNN's fastest layout; the same
+arithmetic).  The measured speed and quality cost of each shipped model are in the README
+(*Benchmarks*, *CPU fast path*).
 """
 
 from __future__ import annotations
