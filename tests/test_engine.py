@@ -189,7 +189,7 @@ def test_unsafe_corrupt_and_foreign_files_are_refused(tmp_path):
     torch.save({"weight": torch.zeros(3)}, foreign)
     with pytest.raises(ValueError, match="not a napari-nlcl model file"):
         read_checkpoint(foreign)
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
         read_checkpoint(tmp_path / "missing.pt")
     t = _trainer(tmp_path, steps=1)
     t.fit()

@@ -402,8 +402,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     import pickle
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a model file; give the .pt file (e.g. one that "
+                         "napari-nlcl train wrote)")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"model file not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

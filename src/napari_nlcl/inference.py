@@ -149,11 +149,15 @@ def resolve_channel_axis(shape: tuple[int, ...], channel_axis: Any) -> int | Non
 def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None:
     """Check type, dtype, shape and size; return the resolved channel axis."""
     if not (isinstance(image, np.ndarray) or _is_dask(image)):
-        if isinstance(image, (list, tuple)):
+        if isinstance(image, (list, tuple)) and image and all(
+                isinstance(level, np.ndarray) or _is_dask(level) for level in image):
             raise TypeError(
                 "got a list of arrays (a multiscale image?); pass a single numpy or dask array, "
                 "e.g. the first (full-resolution) level"
             )
+        if isinstance(image, (list, tuple)):
+            raise TypeError(f"got a Python {type(image).__name__}; pass a numpy or dask array, "
+                            "e.g. numpy.asarray(your_data, dtype=numpy.float32)")
         raise TypeError(f"image must be a numpy or dask array, got {type(image).__name__}")
     dtype = np.dtype(image.dtype)
     if dtype.type not in SUPPORTED_DTYPES:

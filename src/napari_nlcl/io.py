@@ -72,6 +72,11 @@ def read_image(path: str | os.PathLike):
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear message
+        text = str(exc)
+        if "backend" in text or "cannot identify image" in text or isinstance(exc, (OSError, SyntaxError)):
+            # imageio's "install a plugin" advice is wrong for a damaged or renamed file
+            raise ValueError(f"could not read {path}: it is not a readable {path.suffix or 'image'} "
+                             "file (damaged, or another kind of file with this name)") from exc
         raise ValueError(f"could not read {path}: {exc}") from exc
 
 

@@ -99,11 +99,16 @@ def check_name(name: str) -> str:
 
 def save_model(checkpoint: str | os.PathLike, name: str, *, overwrite: bool = False) -> Path:
     """Copy the weights of a model or checkpoint file into the library as ``NAME.pt`` (atomic)."""
-    from .engine import export_model
+    from .engine import export_model, load_recipe
 
     target = library_dir(create=True) / f"{check_name(name)}.pt"
     if target.exists() and not overwrite:
         raise FileExistsError(f"a model named {name!r} exists already; choose another name or overwrite")
+    try:  # only a file that loads as a model enters the library (recipe, settings, weights)
+        load_recipe(checkpoint, device="cpu")
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{Path(checkpoint).name} was not added to the library: {first}") from None
     path = export_model(checkpoint, target)
     changed.emit()
     return path

@@ -393,7 +393,10 @@ class AECRNet(nn.Module):
         """Change the transmission floor used at inference (physics output only)."""
         if self.airlight is None:
             raise ValueError("t_min applies to a physics-output model (preset 'physics'), not to this one")
-        value = float(value)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"t_min must be a number in (0, 1), got {value!r}") from None
         if not 0.0 < value < 1.0:
             raise ValueError(f"t_min must be in (0, 1), got {value}")
         self.config = replace(self.config, t_min=value)
