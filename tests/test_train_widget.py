@@ -72,6 +72,24 @@ def test_recipes_and_their_inputs_come_from_the_registry(train):
     assert w.start_combo.choices == (_train.SCRATCH,)  # toy ships no default and has no saved models
 
 
+def test_advanced_shows_readable_settings_and_hides_the_rest(train):
+    from napari_nlcl.engine import recipe_class
+
+    viewer, w = train
+    w.task_combo.value = "derain"
+    labels = list(recipe_class("derain").user_settings)
+    shown = [c for c in w.advanced_box if c in w._advanced.values()]
+    assert [name for name, c in w._advanced.items() if c in shown] == labels  # in the recipe's order
+    assert shown[0].label == "stay close to the start" and "nl_patches" not in [c.label for c in shown]
+    expert = w._advanced["nl_patches"]  # a sampling size: behind the second switch, by its name
+    assert expert.label == "nl_patches" and expert in w.expert_box and w.expert_box.native.isHidden()
+    w.show_advanced.value = True
+    w.expert_check.value = True
+    assert not w.expert_box.native.isHidden()
+    assert {"anchor_weight", "nl_patches", "bank_seed"} <= set(w._settings())  # every value still counts
+    assert all(c.tooltip for c in w._advanced.values())
+
+
 def test_start_stop_continue_and_live_plot(train, qtbot, errors):
     viewer, w = train
     _setup_toy(viewer, w, steps=400)

@@ -169,6 +169,10 @@ class Recipe:
     #: learning rate the front ends propose when they start from a trained model (None: their
     #: general default); a well-trained model can need a much gentler rate than a new one
     fine_tune_lr: ClassVar[float | None] = None
+    #: the settings a user may want to change, ``name -> (label, help)`` in the order the Train
+    #: widget shows them; the others (sampling sizes, banks, architecture) sit behind its
+    #: "every setting" switch under their field names
+    user_settings: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @classmethod
     def proposed_lr(cls, fine_tuning: bool, general: float) -> float:

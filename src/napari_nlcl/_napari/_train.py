@@ -128,7 +128,7 @@ class TrainWidget(Container):
         self.seed_spin = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.device_combo = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.precision_combo = ComboBox(label="precision", choices=list(PRECISIONS), value="auto")
-        self.show_advanced = CheckBox(text="advanced: loss weights", value=False)
+        self.show_advanced = CheckBox(text="advanced: loss weights and settings", value=False)
         self.advanced_box = Container(labels=True, visible=False)
         self.preview_combo = ComboBox(label="preview on", choices=self._preview_choices, nullable=True)
         self.preview_spin = SpinBox(label="preview every", min=0, max=100_000, step=10, value=50)
@@ -288,27 +288,49 @@ class TrainWidget(Container):
             self.sources_box.extend([combo, folder])
         self.advanced_box.clear()
         self._advanced = {}
-        for f in dataclasses.fields(cls.Config):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            if f.metadata.get("choices"):  # e.g. a translation mode
-                w = ComboBox(label=f.name, choices=list(f.metadata["choices"]), value=default)
-            elif isinstance(default, bool):
-                w = CheckBox(label=f.name, value=default)
-            elif isinstance(default, int):
-                w = SpinBox(label=f.name, min=0, max=1_000_000, value=default)
-            elif isinstance(default, float):
-                w = FloatSpinBox(label=f.name, min=0.0, max=1e4, step=0.01, value=default)
-                w.native.setDecimals(4)
-            else:
+        # the settings a user may want to change, with readable labels; the rest (sampling sizes,
+        # rain banks, architecture) behind "every setting", under their field names
+        named = cls.user_settings
+        fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+        expert = self.expert_box = Container(labels=True, visible=False)
+        self.expert_check = CheckBox(text="every setting (field names, as -S NAME=VALUE)", value=False)
+        self.expert_check.tooltip = "Show the recipe's other settings too; most are best left as stored"
+        self.expert_check.changed.connect(lambda v: setattr(expert, "visible", bool(v)))
+        for name in [*[n for n in named if n in fields], *[n for n in fields if n not in named]]:
+            f = fields[name]
+            label, help_ = named.get(name, (name, ""))
+            w = self._setting_widget(f, label)
+            if w is None:
                 continue  # other structural settings (architecture overrides) stay as stored
-            w.tooltip = (f"Recipe setting {f.name!r} (default {default!r}; the same as -S {f.name}=... "
-                         "on the command line, described in the README's section on this recipe)")
-            self._advanced[f.name] = w
-            self.advanced_box.append(w)
+            default = f.default if f.default is not dataclasses.MISSING else None
+            w.tooltip = (f"{help_ + '. ' if help_ else ''}Recipe setting {name!r} (default {default!r}; "
+                         f"-S {name}=... on the command line)")
+            self._advanced[name] = w
+            (self.advanced_box if name in named else expert).append(w)
+        if len(expert):
+            self.advanced_box.extend([self.expert_check, expert])
         self.start_combo.reset_choices()
         # the shipped model (fine-tuning), or scratch for recipes that train anew (translation)
         self.start_combo.value = self.start_combo.choices[0] if cls.fine_tune_by_default else SCRATCH
         self._start_changed()
+
+    @staticmethod
+    def _setting_widget(f: Any, label: str):
+        """The control for recipe setting ``f`` (a dataclass field), or None for structural ones."""
+        import dataclasses
+
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.metadata.get("choices"):  # e.g. a translation mode
+            return ComboBox(label=label, choices=list(f.metadata["choices"]), value=default)
+        if isinstance(default, bool):
+            return CheckBox(label=label, value=default)
+        if isinstance(default, int):
+            return SpinBox(label=label, min=0, max=1_000_000, value=default)
+        if isinstance(default, float):
+            w = FloatSpinBox(label=label, min=0.0, max=1e4, step=0.01, value=default)
+            w.native.setDecimals(4)
+            return w
+        return None
 
     def _start_changed(self, *_: Any) -> None:
         """Show the settings the chosen starting model was trained with (fine-tuning keeps them

@@ -159,6 +159,15 @@ class DehazeRecipe(Recipe):
     # start within 750 steps; at 2e-5 every checkpoint of 3,000 steps stayed within -0.12/+0.06 dB
     # (README, fine-tuning you can trust)
     fine_tune_lr = 2e-5
+    user_settings = {
+        "anchor_weight": ("stay close to the start", "Unsupervised fine-tuning: how strongly the result is "
+                          "kept near the starting model's output (higher is safer, lower adapts more)"),
+        "dark_weight": ("haze removal push", "Weight of the dark-channel prior: haze-free images have dark "
+                        "pixels nearby; higher removes more haze, and can darken bright surfaces"),
+        "cr_weight": ("contrastive regularisation", "Pulls the result towards clear images and away from "
+                      "the hazy input in a feature space (AECR-Net's term)"),
+        "tv_weight": ("smoothness", "Total variation of the result: above 0 it smooths noise and fine detail"),
+    }
 
     @classmethod
     def plan_data(cls, given):

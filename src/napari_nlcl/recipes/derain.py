@@ -433,6 +433,18 @@ class DerainRecipe(Recipe):
     # steps (Adam's first steps move every weight by about the rate); at 1e-5, with the
     # pseudo-clean images stored in the default, it rose by 0.2 dB (README, fine-tuning).
     fine_tune_lr = 1e-5
+    user_settings = {
+        "anchor_weight": ("stay close to the start", "Fine-tuning: how strongly the background is kept "
+                          "near the starting model's (higher is safer, lower adapts more to your rain)"),
+        "transplant_weight": ("learn from your rain", "Weight of the rain found in your frames laid over "
+                              "clean photos, which the model learns to remove again"),
+        "gan_weight": ("realism (GAN)", "How much a discriminator's judgement that the background looks "
+                       "like a clean photo counts"),
+        "layer_weight": ("rain / background contrast", "NLCL's layer contrast: background and rain patches "
+                         "are pushed apart in feature space"),
+        "sparsity_weight": ("rain sparsity", "Prefers a rain layer with few strong streaks over a faint veil"),
+        "sup_weight": ("synthetic rain", "Weight of rain synthesised on clean photos, whose answer is known"),
+    }
 
     @classmethod
     def plan_data(cls, given):

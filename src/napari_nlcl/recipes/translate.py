@@ -134,6 +134,13 @@ class TranslateRecipe(Recipe):
     default_weights = str(DEFAULT_WEIGHTS)
     schedule = "linear"  # CUT: constant for the first half, then linear decay to zero
     fine_tune_by_default = False  # the shipped example is one style; new domains start from scratch
+    user_settings = {
+        "mode": ("mode", "cut: CUT (two directions of PatchNCE, identity term); fastcut: faster, bolder; "
+                 "single: one image per domain"),
+        "preset": ("generator size", "light: a small residual generator for CPUs; full: CUT's generator"),
+        "gan_weight": ("realism (GAN)", "How much the discriminator's judgement of the target style counts"),
+        "negatives": ("negatives", "Which patches PatchNCE contrasts against (see the README)"),
+    }
 
     @classmethod
     def plan_data(cls, given):
