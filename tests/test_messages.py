@@ -71,3 +71,12 @@ def test_the_library_refuses_broken_settings(tmp_path, model_library, payload):
     with pytest.raises(ValueError, match="was not added to the library: gan_weight must be a number"):
         library.save_model(bad, "broken")
     assert library.list_models() == []
+
+
+def test_crop_advice_is_possible():
+    from napari_nlcl.data import MIN_CROP, RandomCrops
+
+    with pytest.raises(ValueError, match="use a crop of at most 40 px"):
+        RandomCrops({"image": np.zeros((2, 40, 60, 3), np.float32)}, crop=64)
+    with pytest.raises(ValueError, match=f"too small to train on \\(crops start at {MIN_CROP} px\\)"):
+        RandomCrops({"image": np.zeros((2, 8, 8, 3), np.float32)}, crop=32)

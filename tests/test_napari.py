@@ -114,9 +114,8 @@ def test_stop_leaves_layers_unchanged(widget, qtbot):
 def test_bad_layer_shows_error_and_changes_nothing(widget, errors, qtbot):
     viewer, w = widget
     viewer.add_image(_hazy(), name="ok")
-    w.tile_spin.value = 64  # smaller than the overlap DCP needs
-    assert w.run() is None
-    assert "larger than the overlap" in errors.pop()
+    with pytest.raises(ValueError, match="outside of the allowed range"):
+        w.tile_spin.value = 64  # smaller than the overlap the model needs: not offered
     viewer.layers.clear()
     viewer.add_image(np.zeros((6, 6), np.float32), name="tiny")
     assert w.run() is None
@@ -275,3 +274,17 @@ def test_save_stack_to_zarr_uses_an_active_dask_client(widget, qtbot, tmp_path, 
     assert ran > 0  # the planes were computed on the cluster
     np.testing.assert_array_equal(np.asarray(read_image(tmp_path / "cluster.zarr")),
                                   np.asarray(read_image(tmp_path / "local.zarr")))
+
+
+def test_only_tiles_larger_than_the_models_overlap_are_offered(widget):
+    from napari_nlcl import load_model
+    from napari_nlcl.inference import default_overlap
+
+    viewer, w = widget
+    for method in ("default", "dcp"):
+        w.method_combo.value = method
+        overlap = default_overlap(load_model(method, task="dehaze").info)
+        assert overlap < w.tile_spin.min <= overlap + 64 and w.tile_spin.min % 64 == 0
+    w.tile_spin.value = w.tile_spin.min
+    w.method_combo.value = "default"  # a larger overlap raises the tile with the minimum
+    assert w.tile_spin.value == w.tile_spin.min > default_overlap(load_model("dcp", task="dehaze").info)

@@ -173,7 +173,7 @@ def test_two_lazy_stacks_are_read_frame_by_frame(train, qtbot, errors):
     assert 0 < len(reads) <= 6  # 3 steps x 1 frame x 2 stacks, never the 80 frames
 
 
-def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors):
+def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors, monkeypatch):
     viewer, w = train
     dehaze = _widgets.DehazeWidget(viewer)
     hazy = viewer.add_image(_image((64, 64, 3)), name="hazy", rgb=True)
@@ -189,8 +189,13 @@ def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors):
     w.library_combo.value = str(path)
     w.export_path.value = path.parent.parent / "exported.pt"
     assert w.export_model().is_file()
+    asked = []
+    monkeypatch.setattr(_train, "confirm", lambda parent, q: asked.append(q) or False)
+    w.delete_model()  # "No": nothing is deleted
+    assert path.is_file() and "harbour fog" in asked[0]
+    monkeypatch.setattr(_train, "confirm", lambda parent, q: True)
     w.delete_model()
-    assert str(path) not in dehaze.method_combo.choices
+    assert str(path) not in dehaze.method_combo.choices and not path.exists()
 
 
 def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors):

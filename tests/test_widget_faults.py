@@ -50,6 +50,7 @@ def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
     image = (np.random.default_rng(0).random((150, 170, 3)) * 255).astype(np.uint8)
     layer = viewer.add_image(image, name="photo", rgb=True)
     w.layer_combo.value = layer
+    w.tile_spin.min = 64  # the flaky stand-in below needs no overlap (the real default's is larger)
     w.tile_spin.value = 64  # several tiles: the fault lands mid-plane
     model = Flaky(fault)
     import napari_nlcl.api

@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+#: the smallest crop worth training on (the Train widget's minimum)
+MIN_CROP = 16
+
 
 def _to_float01(plane: np.ndarray, keep_all: bool = False) -> np.ndarray:
     """Frame -> float32 (C, H, W) in [0, 1] (dtype range for integers, min/max otherwise).
@@ -304,10 +307,11 @@ class RandomCrops:
             h, w = src.frame_shape
             smallest = int(np.ceil(self.crop / hi))
             if min(h, w) < smallest:
+                largest = int(min(h, w) * hi)  # the largest crop these images allow
+                advice = (f"use a crop of at most {largest} px" if largest >= MIN_CROP else
+                          f"they are too small to train on (crops start at {MIN_CROP} px); use larger images")
                 raise ValueError(
-                    f"{name}: images are {h}x{w} px, smaller than the {self.crop} px crop; "
-                    f"use a crop of at most {min(h, w)} px"
-                )
+                    f"{name}: images are {h}x{w} px, smaller than the {self.crop} px crop; {advice}")
         if paired:
             lengths = {len(s) for s in self.sources.values()}
             shapes = {s.frame_shape for s in self.sources.values()}

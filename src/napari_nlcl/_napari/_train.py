@@ -42,6 +42,7 @@ from magicgui.widgets import (
 from ._widgets import (
     _notify_error,
     _notify_info,
+    confirm,
     follow_viewer,
     image_layers,
     memory_hint,
@@ -89,6 +90,7 @@ class TrainWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_nlcl.engine import recipe_names
+        from napari_nlcl.data import MIN_CROP
         from napari_nlcl.inference import available_devices
         from napari_nlcl.precision import PRECISIONS
 
@@ -121,7 +123,7 @@ class TrainWidget(Container):
         self.patience_spin.tooltip = ("Stop when this many scores in a row did not beat the best "
                                       "(0: never stop early).")
         self.keep_best_check = CheckBox(text="keep the best-scoring model (else the last)", value=True)
-        self.crop_spin = SpinBox(label="crop (px)", min=16, max=1024, step=16, value=128)
+        self.crop_spin = SpinBox(label="crop (px)", min=MIN_CROP, max=1024, step=16, value=128)
         self.batch_spin = SpinBox(label="batch size", min=1, max=256, value=4)
         self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1e-1, step=1e-5, value=1e-4)
         self.lr_spin.native.setDecimals(6)
@@ -661,6 +663,8 @@ class TrainWidget(Container):
         src = self.library_combo.value
         if src is None:
             _notify_error("select one of my models to delete")
+            return
+        if not confirm(self, f"Delete the model {Path(src).stem!r} from your library? This cannot be undone."):
             return
         try:
             library.remove_model(Path(src).stem)

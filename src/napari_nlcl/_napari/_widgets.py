@@ -46,6 +46,35 @@ def memory_hint(exc: BaseException) -> str:
     return ""
 
 
+def confirm(parent: Any, question: str) -> bool:
+    """Ask ``question`` with Yes / No (No is the default); True for Yes."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(getattr(parent, "native", parent), "napari-nlcl", question,
+                                  QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+    return answer == QMessageBox.Yes
+
+
+_SMALLEST_TILE: dict[tuple[str, str], int] = {}
+
+
+def _smallest_tile(task: str, method: Any) -> int | None:
+    """The smallest tile (a multiple of 64 px) larger than ``method``'s default overlap, or None."""
+    if method is None:
+        return None
+    key = (task, str(method))
+    if key not in _SMALLEST_TILE:
+        from napari_nlcl import load_model
+        from napari_nlcl.inference import default_overlap
+
+        try:
+            info = load_model(method, task=task).info
+        except Exception:  # noqa: BLE001 - a model that does not load is reported when it is run
+            return None
+        _SMALLEST_TILE[key] = max(64, (default_overlap(info) // 64 + 1) * 64)
+    return _SMALLEST_TILE[key]
+
+
 def _notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 
@@ -239,6 +268,7 @@ class TaskWidget(Container):
     def _rebuild_options(self, *_: Any) -> None:
         self.options_box.clear()
         self._option_widgets = {}
+        self._limit_tiles()
         spec = self._specs.get(self.method_combo.value)
         for opt in spec.options if spec else ():
             is_int = all(isinstance(v, int) for v in (opt.default, opt.minimum, opt.maximum, opt.step))
@@ -247,6 +277,13 @@ class TaskWidget(Container):
             w.tooltip = opt.help or f"{opt.label}: {opt.minimum} to {opt.maximum} (default {opt.default})"
             self._option_widgets[opt.name] = w
             self.options_box.append(w)
+
+    def _limit_tiles(self) -> None:
+        """Offer only tiles larger than the chosen model's overlap (smaller ones never run)."""
+        smallest = _smallest_tile(self.task, self.method_combo.value)
+        if smallest is not None:
+            self.tile_spin.min = smallest
+            self.tile_spin.value = max(int(self.tile_spin.value), smallest)
 
     def options(self) -> dict[str, Any]:
         return {name: w.value for name, w in self._option_widgets.items()}
