@@ -288,3 +288,21 @@ def test_only_tiles_larger_than_the_models_overlap_are_offered(widget):
     w.tile_spin.value = w.tile_spin.min
     w.method_combo.value = "default"  # a larger overlap raises the tile with the minimum
     assert w.tile_spin.value == w.tile_spin.min > default_overlap(load_model("dcp", task="dehaze").info)
+
+
+def test_widgets_offer_the_selected_layer_first(make_napari_viewer):
+    from napari_nlcl._napari._train import TrainWidget
+    from napari_nlcl._napari._widgets import TranslateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(_hazy(), name="unrelated")
+    viewer.open_sample("napari-nlcl", "translation_pair")
+    source = viewer.layers["photos (domain A)"]
+    assert viewer.layers.selection.active is source  # the sample adds the source last
+    assert TranslateWidget(viewer).layer_combo.value is source
+    train = TrainWidget(viewer)
+    train.task_combo.value = "translate"
+    assert train._source_widgets["source"][0].value is source
+    assert train._source_widgets["target"][0].value is None
+    viewer.layers.selection.active = viewer.layers["unrelated"]
+    assert TranslateWidget(viewer).layer_combo.value is viewer.layers["unrelated"]

@@ -22,5 +22,6 @@ def rainy_stack() -> list[tuple]:
 
 
 def translation_pair() -> list[tuple]:
-    """Both domains of the translation sample as two layers."""
-    return _layer(samples.translation_source()) + _layer(samples.translation_target())
+    """Both domains of the translation sample as two layers; the source (domain A) is added last,
+    so it is the selected layer that the Translate and Train widgets offer first."""
+    return _layer(samples.translation_target()) + _layer(samples.translation_source())

@@ -48,6 +48,7 @@ from ._widgets import (
     memory_hint,
     original_error,
     predict_worker,
+    preferred_layer,
     shielded,
 )
 
@@ -282,7 +283,7 @@ class TrainWidget(Container):
         for i, name in enumerate(cls.accepted_sources or cls.data_sources):
             combo = ComboBox(label=f"{name} layer", nullable=True,
                              choices=lambda *_: self._image_layers())
-            combo.value = layers[0][1] if (i == 0 and layers) else None
+            combo.value = preferred_layer(self._viewer) if (i == 0 and layers) else None
             folder = FileEdit(label=f"or {name} folder", mode="d")
             combo.tooltip = f"Your {name} images as a layer (an image or a stack; read lazily)"
             folder.tooltip = f"Or a folder of {name} images (used instead of the layer when given)"

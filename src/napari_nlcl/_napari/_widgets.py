@@ -110,6 +110,18 @@ def image_layers(viewer: Any) -> list[tuple[str, Any]]:
     return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
 
+def preferred_layer(viewer: Any) -> Any:
+    """The image layer a widget offers first: the selected one (napari's convention: what the
+    user is looking at, or the last opened), else the first image layer, else None."""
+    from napari.layers import Image
+
+    active = viewer.layers.selection.active
+    if isinstance(active, Image):
+        return active
+    layers = image_layers(viewer)
+    return layers[0][1] if layers else None
+
+
 class WorkerFailed(Exception):
     """An error raised inside a worker's generator, passed on as a non-``RuntimeError``.
 
@@ -184,6 +196,8 @@ class TaskWidget(Container):
         self._specs = {s.name: s for s in registry.methods(self.task)}
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=False)
+        if preferred_layer(viewer) is not None:
+            self.layer_combo.value = preferred_layer(viewer)
         self.method_combo = ComboBox(label="method", choices=self._method_choices)
         if "default" in self._specs:
             self.method_combo.value = "default"
