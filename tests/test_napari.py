@@ -306,3 +306,17 @@ def test_widgets_offer_the_selected_layer_first(make_napari_viewer):
     assert train._source_widgets["target"][0].value is None
     viewer.layers.selection.active = viewer.layers["unrelated"]
     assert TranslateWidget(viewer).layer_combo.value is viewer.layers["unrelated"]
+
+
+def test_closing_the_dock_mid_run_adds_nothing(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    w = DehazeWidget(viewer)
+    w.method_combo.value = "dcp"
+    dock = viewer.window.add_dock_widget(w)
+    viewer.add_image(np.stack([_hazy((256, 256, 3))] * 4), name="big", rgb=True)
+    w.layer_combo.value = viewer.layers["big"]
+    worker = w.run()
+    qtbot.waitUntil(lambda: w.progress.value > 0, timeout=30000)
+    viewer.window.remove_dock_widget(dock)  # what the dock's close button does
+    _wait_idle(qtbot, w, worker)
+    assert [layer.name for layer in viewer.layers] == ["big"] and errors == []

@@ -245,3 +245,17 @@ def test_train_widget_fits_a_1280x800_screen(train):
     assert w.native.minimumSizeHint().height() < 500 < w.form.native.minimumSizeHint().height()
     dock = viewer.window._qt_window.findChildren(type(w.native.parentWidget()))
     assert dock and viewer.window._qt_window.minimumSizeHint().height() < 800
+
+
+def test_closing_the_dock_mid_run_stops_training(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    w = _train.TrainWidget(viewer)
+    dock = viewer.window.add_dock_widget(w)
+    hazy = viewer.add_image(np.random.default_rng(0).random((2, 48, 48, 3)).astype(np.float32), rgb=True)
+    _setup_dehaze(w, hazy, steps=100_000)
+    w.monitor_spin.value = 0
+    w.start()
+    qtbot.waitUntil(lambda: w.trainer is not None and w.trainer.step >= 2, timeout=60000)
+    viewer.window.remove_dock_widget(dock)  # the dock's close button
+    _wait(qtbot, w)
+    assert w.trainer.step < 1000 and errors == []

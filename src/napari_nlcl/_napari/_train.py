@@ -479,6 +479,7 @@ class TrainWidget(Container):
                                           "desc": f"training {self.task_combo.value}"})
         self._worker = worker
         self._failed = False
+        self._docked = self.native.parent() is not None
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_finished)
@@ -517,6 +518,10 @@ class TrainWidget(Container):
 
     # ------------------------------------------------------------------ worker signals (main thread)
     def _on_event(self, event) -> None:
+        if getattr(self, "_docked", False) and self.native.parent() is None and self._worker is not None:
+            self._docked = False  # the dock was closed: stop after this step instead of training unseen
+            self._worker.quit()
+            _notify_info(f"training stopped at step {event.step}: the Train widget was closed")
         if event.kind == "step":
             self.plot.add_point(event.step, event.losses)
             self.progress.max = max(event.total, 1)

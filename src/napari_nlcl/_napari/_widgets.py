@@ -374,8 +374,17 @@ class TaskWidget(Container):
         from napari.utils import progress
 
         self._activity = progress(total=0, desc=f"{self.task} {getattr(layer, 'name', '')}".strip())
+        docked = self._docked = self.native.parent() is not None
+        handle = on_done or (lambda result: self._show_result(layer, result))
+
+        def returned(result: Any) -> None:
+            if docked and self.native.parent() is None:  # the dock was closed while it ran
+                _notify_info(f"{self.task}: the widget was closed before the run ended; nothing was added")
+                return
+            handle(result)
+
         worker.yielded.connect(self._on_progress)
-        worker.returned.connect(on_done or (lambda result: self._show_result(layer, result)))
+        worker.returned.connect(returned)
         worker.errored.connect(self._on_error)
         worker.aborted.connect(lambda: setattr(self.status, "value", "stopped; layers unchanged"))
         worker.finished.connect(self._on_finished)
@@ -383,6 +392,8 @@ class TaskWidget(Container):
         return worker
 
     def _on_progress(self, value: tuple[int, int]) -> None:
+        if getattr(self, "_docked", False) and self.native.parent() is None and self._worker is not None:
+            self._worker.quit()  # the dock was closed: stop computing what nobody will see
         done, total = value
         self.progress.max = max(total, 1)
         self.progress.value = done
