@@ -57,7 +57,12 @@ def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer,
     assert "rainy rain" not in viewer.layers and "rainy derained" in viewer.layers
 
 
-def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors):
+def _wait_worker(qtbot, w, worker):
+    assert worker is not None
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+
+
+def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors, qtbot):
     viewer = make_napari_viewer()
     w = DerainWidget(viewer)
     _, frame = _rainy((64, 96))
@@ -71,7 +76,7 @@ def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors):
     viewer.add_image(stack, name="stack", rgb=True, contrast_limits=(0, 255))
     w.rain_check.value = True
     reads.clear()
-    assert w.run() is None  # lazy: no worker
+    _wait_worker(qtbot, w, w.run())  # lazy: the worker computes the plane on screen, then adds
     assert isinstance(viewer.layers["stack derained"].data, da.Array)
     assert isinstance(viewer.layers["stack rain"].data, da.Array)
     assert len(set(reads)) <= 4  # what napari shows, never the whole stack
@@ -124,7 +129,7 @@ def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     assert w.lr_spin.value == pytest.approx(1e-4)
 
 
-def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewer, errors):
+def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewer, errors, qtbot):
     """Browsing a lazy stack with the rain layer shown: one model pass per plane, not two."""
     from conftest import make_identity_model
 
@@ -150,12 +155,18 @@ def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewe
 
     original = napari_nlcl.api.load_model
     napari_nlcl.api.load_model = lambda *a, **k: model
+    import threading
+
+    threads = []
+    inner_forward = model.forward
+    model.forward = lambda x, **k: threads.append((threading.current_thread(), float(x.mean()))) or inner_forward(x, **k)
     try:
-        assert w.run() is None
+        _wait_worker(qtbot, w, w.run())
     finally:
         napari_nlcl.api.load_model = original
     shown = model.calls  # the planes napari showed while both layers were added
-    assert 1 <= shown <= 2
+    assert 1 <= shown <= 2  # the plane on screen once for both layers (and napari's first slice)
+    assert threads and threading.main_thread() not in [t for t, _ in threads]  # not on the main thread
     for t in range(6):  # browse every plane of both layers: each plane runs the model once
         np.asarray(viewer.layers["stack derained"].data[t])
         np.asarray(viewer.layers["stack rain"].data[t])

@@ -68,7 +68,7 @@ def test_a_bad_model_file_is_reported_and_not_offered(make_napari_viewer, tmp_pa
     assert str(bad) not in [v for v in w.method_combo.choices]
 
 
-def test_lazy_stack_gives_a_lazy_layer(make_napari_viewer, errors, model_file):
+def test_lazy_stack_gives_a_lazy_layer(make_napari_viewer, errors, model_file, qtbot):
     viewer = make_napari_viewer()
     w = TranslateWidget(viewer)
     frame = _image((48, 64, 3))
@@ -82,8 +82,9 @@ def test_lazy_stack_gives_a_lazy_layer(make_napari_viewer, errors, model_file):
     viewer.add_image(stack, name="stack", rgb=True, contrast_limits=(0, 255))
     w.model_file.value = str(model_file)
     reads.clear()
-    assert w.run() is None  # lazy: no worker
-    assert isinstance(viewer.layers["stack translated"].data, da.Array)
+    worker = w.run()  # lazy: a worker computes the plane on screen, then the layer is added
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+    assert worker is not None and isinstance(viewer.layers["stack translated"].data, da.Array)
     assert len(set(reads)) <= 4
     assert errors == []
 

@@ -357,16 +357,46 @@ class TaskWidget(Container):
             except (ValueError, TypeError) as exc:
                 _notify_error(str(exc))
                 return None
-            if getattr(self, "rain_check", None) is not None and self.rain_check.value:
-                from napari_nlcl.inference import shared_planes
+            from napari_nlcl.inference import shared_planes
 
-                result = shared_planes(result)  # the rain layer reuses each computed plane
-            self._show_result(layer, result)
-            self.status.value = "lazy result added: planes are computed as you browse"
-            return None
+            # each plane computed once (the rain layer reuses it), and the plane on screen is
+            # computed in a worker before the layers are added: napari slices them on the main
+            # thread, where it then finds that plane ready instead of running the model there
+            result = shared_planes(result)
+            key = self._block_on_screen(layer, result)
+
+            def first_plane():
+                yield 0, 1
+                result.blocks[key].compute(scheduler="sync")
+                return result
+
+            def added(lazy: Any) -> None:
+                self._show_result(layer, lazy)
+                self.status.value = "lazy result added: planes are computed as you browse"
+
+            return self._start(first_plane(), layer, on_done=added, threaded=True)
         return self._start(predict_worker(layer.data, model, kwargs), layer)
 
-    def _start(self, worker, layer: Any, on_done=None):
+    def _block_on_screen(self, layer: Any, lazy: Any) -> tuple[int, ...]:
+        """The block of ``lazy`` (one plane per block) that the viewer shows of ``layer`` now."""
+        lead = len(lazy.numblocks) - (3 if layer.rgb else 2)
+        try:
+            point = layer.world_to_data(self._viewer.dims.point)
+        except Exception:  # noqa: BLE001 - any dims mismatch: the first plane
+            point = [0] * layer.ndim
+        idx = [min(max(int(round(float(v))), 0), n - 1) for v, n in zip(point[:lead], lazy.numblocks[:lead])]
+        return tuple(idx) + (0,) * (len(lazy.numblocks) - lead)
+
+    def _start(self, worker, layer: Any, on_done=None, threaded: bool = False):
+        if threaded:  # a plain generator: run it in a napari thread worker
+            from napari.qt.threading import thread_worker
+
+            gen = worker
+
+            def work():
+                return (yield from shielded(gen))
+
+            worker = thread_worker(work, ignore_errors=True, start_thread=False)()
         self._worker = worker
         self._busy(True)
         self.progress.value = 0
