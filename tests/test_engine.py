@@ -433,13 +433,13 @@ def test_keep_best_gives_the_monitors_best_and_the_last_stays_reachable(tmp_path
     best_step = max(history, key=history.get)
     assert 0 < best_step <= 20 and t.best["step"] == best_step
     assert history[40] < history[best_step] - 1  # the sabotaged end is clearly worse
-    assert t.monitor.score(t.model) == pytest.approx(history[best_step], abs=1e-5)
-    assert t.monitor.score(t.last_model()) == pytest.approx(history[40], abs=1e-5)
+    assert t.monitor.score(t.model, precision=t.precision) == pytest.approx(history[best_step], abs=1e-5)
+    assert t.monitor.score(t.last_model(), precision=t.precision) == pytest.approx(history[40], abs=1e-5)
     # the file gives the best, its metadata says which and why; "last" is reachable
     best_net = load_recipe(tmp_path / "toy.pt")[0].inference_model()
     last_net = load_recipe(tmp_path / "toy.pt", which="last")[0].inference_model()
-    assert t.monitor.score(best_net) == pytest.approx(history[best_step], abs=1e-5)
-    assert t.monitor.score(last_net) == pytest.approx(history[40], abs=1e-5)
+    assert t.monitor.score(best_net, precision=t.precision) == pytest.approx(history[best_step], abs=1e-5)
+    assert t.monitor.score(last_net, precision=t.precision) == pytest.approx(history[40], abs=1e-5)
     import json
 
     meta = json.loads(read_checkpoint(tmp_path / "toy.pt")["metadata"])
@@ -450,7 +450,7 @@ def test_keep_best_gives_the_monitors_best_and_the_last_stays_reachable(tmp_path
     config.keep_best = False
     t2 = Trainer.from_recipe_name("toy", _data(), config, recipe_config={"sabotage_from": 16})
     t2.fit()
-    assert t2.monitor.score(t2.model) == pytest.approx(dict(t2.monitor_history)[40], abs=1e-5)
+    assert t2.monitor.score(t2.model, precision=t2.precision) == pytest.approx(dict(t2.monitor_history)[40], abs=1e-5)
 
 
 def test_patience_stops_early_and_says_why(tmp_path):

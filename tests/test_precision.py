@@ -158,3 +158,16 @@ def test_grey_uint16_stack_runs_in_bfloat16():
     ref = napari_nlcl.derain(stack, device="cpu", precision="float32", channel_axis=None)
     assert out.dtype == np.uint16 and out.shape == stack.shape
     assert np.abs(out.astype(np.int64) - ref).mean() < 0.005 * 65535
+
+
+def test_the_quality_monitor_scores_in_the_trainers_precision():
+    from napari_nlcl.monitor import ProxyPairs
+
+    torch.manual_seed(0)
+    targets = torch.rand(4, 3, 48, 48)
+    pairs = ProxyPairs((targets + 0.1 * torch.rand_like(targets)).clamp(0, 1), targets)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+    fp32 = pairs.score(net)
+    assert pairs.score(net, precision=precision.resolve("float32", "cpu")) == pytest.approx(fp32, abs=1e-4)
+    bf16 = pairs.score(precision.resolve("bfloat16", "cpu").prepare(net), precision=precision.resolve("bfloat16", "cpu"))
+    assert bf16 != fp32 and abs(bf16 - fp32) < 0.1

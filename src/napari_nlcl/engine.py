@@ -717,7 +717,7 @@ class Trainer:
         from .monitor import MonitorScore
 
         with self.averaged_weights():
-            score = float(self.monitor.score(self.recipe.inference_model()))
+            score = float(self.monitor.score(self.recipe.inference_model(), precision=self.precision))
             if self.best is None or score > self.best["score"]:
                 self.best = {"step": self.step, "score": score, "networks": self._snapshot()}
         self.monitor_history.append((self.step, score))

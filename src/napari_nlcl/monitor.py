@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,15 +66,23 @@ class ProxyPairs:
         return len(self.inputs)
 
     @torch.no_grad()
-    def score(self, net: nn.Module) -> float:
+    def score(self, net: nn.Module, precision: Any = None) -> float:
+        """Mean PSNR (dB) of ``net`` on the pairs; ``precision`` (a resolved
+        :class:`napari_nlcl.precision.Precision`, e.g. the trainer's) sets autocast and layout."""
+        import contextlib
+
         device = next((p.device for p in net.parameters()), torch.device("cpu"))
         was_training = net.training
         net.eval()
+        autocast = precision.autocast if precision is not None else contextlib.nullcontext
+        layout = precision.tensor if precision is not None else (lambda t: t)
         try:
             total = 0.0
             for i in range(0, len(self.inputs), self.batch):
-                x = self.inputs[i:i + self.batch].to(device)
-                out = net(x).float().clamp(0.0, 1.0).cpu()
+                x = layout(self.inputs[i:i + self.batch].to(device))
+                with autocast():
+                    out = net(x)
+                out = out.float().clamp(0.0, 1.0).cpu()
                 mse = ((out - self.targets[i:i + self.batch]) ** 2).flatten(1).mean(1)
                 total += float((10 * torch.log10(1.0 / mse.clamp(min=1e-10))).sum())
             return total / len(self.inputs)
