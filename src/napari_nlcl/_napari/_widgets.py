@@ -236,7 +236,7 @@ class TaskWidget(Container):
                             "smaller uses less memory, larger is a little faster. The overlap is chosen "
                             "from the model so that tiles leave no seams",
             self.device_combo: "Where the model runs: auto picks a GPU when there is one, else the CPU",
-            self.precision_combo: "Arithmetic of the network: auto uses bfloat16 on CPUs that compute it natively (2-3x "
+            self.precision_combo: "Arithmetic of the network: auto uses bfloat16 on CPUs that compute it natively (1.7-3x "
                                "faster, measured within 0.01 dB of float32), else float32; float16 is for CUDA",
             self.lazy_check: "For a lazy (dask) stack: add the result at once and compute each plane when "
                              "you look at it, instead of processing the whole stack first",
