@@ -320,3 +320,13 @@ def test_closing_the_dock_mid_run_adds_nothing(make_napari_viewer, qtbot, errors
     viewer.window.remove_dock_widget(dock)  # what the dock's close button does
     _wait_idle(qtbot, w, worker)
     assert [layer.name for layer in viewer.layers] == ["big"] and errors == []
+
+
+def test_task_widgets_fit_a_narrow_dock(make_napari_viewer):
+    from napari_nlcl._napari._widgets import DerainWidget, TranslateWidget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-nlcl", "rainy_scene")
+    for cls in (DehazeWidget, DerainWidget, TranslateWidget):
+        w = cls(viewer)
+        assert w.native.minimumSizeHint().width() <= 400, cls.__name__

@@ -43,6 +43,7 @@ from ._widgets import (
     _notify_error,
     _notify_info,
     confirm,
+    fit_narrow_docks,
     follow_viewer,
     image_layers,
     memory_hint,
@@ -185,9 +186,7 @@ class TrainWidget(Container):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.form.native)
-        # as wide as the form needs (it scrolls vertically only), so nothing is cut at the right
-        scroll.setMinimumWidth(self.form.native.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width())
+        self._scroll = scroll
         self.append(wrap_native(scroll, name="form_scroll"))
 
         for control, tip in {
@@ -241,6 +240,7 @@ class TrainWidget(Container):
         self.export_button.changed.connect(self.export_model)
         self.delete_button.changed.connect(self.delete_model)
         follow_viewer(self, viewer, on_layers=self._refresh_layers, on_library=self._refresh_library)
+        self._fit_width()
         viewer.dims.events.current_step.connect(self._update_preview_frame)
         self._task_changed()
 
@@ -312,6 +312,7 @@ class TrainWidget(Container):
             (self.advanced_box if name in named else expert).append(w)
         if len(expert):
             self.advanced_box.extend([self.expert_check, expert])
+        self._fit_width()  # the new source and setting controls too
         self.start_combo.reset_choices()
         # the shipped model (fine-tuning), or scratch for recipes that train anew (translation)
         self.start_combo.value = self.start_combo.choices[0] if cls.fine_tune_by_default else SCRATCH
@@ -334,6 +335,15 @@ class TrainWidget(Container):
             w.native.setDecimals(4)
             return w
         return None
+
+    def _fit_width(self) -> None:
+        """Narrow-dock friendly controls, and the scroll area as wide as the form then needs (it
+        scrolls vertically only, so nothing is cut at the right)."""
+        fit_narrow_docks(self)
+        scroll = getattr(self, "_scroll", None)
+        if scroll is not None:
+            scroll.setMinimumWidth(self.form.native.minimumSizeHint().width()
+                                   + scroll.verticalScrollBar().sizeHint().width())
 
     def _start_changed(self, *_: Any) -> None:
         """Show the settings the chosen starting model was trained with (fine-tuning keeps them

@@ -81,6 +81,18 @@ def _notify_info(message: str) -> None:
     show_info(message)
 
 
+def fit_narrow_docks(container: Any) -> None:
+    """Let ``container`` shrink to a narrow dock: drop-downs no longer demand the width of their
+    longest entry (they elide it) and check-box texts wrap (napari's docks are often 300-400 px)."""
+    from qtpy.QtWidgets import QCheckBox, QComboBox
+
+    for combo in container.native.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+    for box in container.native.findChildren(QCheckBox):
+        box.setMinimumWidth(0)
+
+
 def follow_viewer(widget: Any, viewer: Any, *, on_layers: Any, on_library: Any) -> None:
     """Call ``on_layers`` when layers come, go or move and ``on_library`` when saved models change.
 
@@ -209,9 +221,7 @@ class TaskWidget(Container):
             "Which intensities map to black and white for the model. 'contrast limits': the layer's "
             "(right for 12-bit data in uint16 and other data that does not fill its type); "
             "'data type': 0-255 / 0-65535; 'each plane': each plane's own minimum and maximum.")
-        self.lazy_check = CheckBox(
-            text="lazy output for stacks (compute planes as you browse)", value=True
-        )
+        self.lazy_check = CheckBox(text="lazy output for stacks", value=True)
         self.options_box = Container(labels=True)
         self.run_button = PushButton(text="Run")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -258,6 +268,7 @@ class TaskWidget(Container):
         self.zarr_button.changed.connect(self.save_zarr)
         # a model saved in the Train widget appears at once
         follow_viewer(self, viewer, on_layers=self._refresh_layers, on_library=self.refresh_models)
+        fit_narrow_docks(self)
 
     # ------------------------------------------------------------------ helpers
     def _image_layers(self, *_: Any) -> list[tuple[str, Any]]:
