@@ -245,6 +245,11 @@ def test_train_widget_fits_a_1280x800_screen(train):
     assert w.native.minimumSizeHint().height() < 500 < w.form.native.minimumSizeHint().height()
     dock = viewer.window._qt_window.findChildren(type(w.native.parentWidget()))
     assert dock and viewer.window._qt_window.minimumSizeHint().height() < 800
+    for task in ("dehaze", "derain", "translate"):  # and a narrow (400 px) dock
+        w.task_combo.value = task
+        w.expert_check.value = True
+        assert w.form.native.minimumSizeHint().width() <= 360, task
+        assert w.native.minimumSizeHint().width() <= 400, task
 
 
 def test_closing_the_dock_mid_run_stops_training(make_napari_viewer, qtbot, errors):

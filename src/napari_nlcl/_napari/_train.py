@@ -87,6 +87,17 @@ def _format_seconds(s: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _descendants(container: Any, kind: type) -> list:
+    """Every widget of type ``kind`` inside a magicgui ``container`` (nested containers too)."""
+    found = []
+    for child in container:
+        if isinstance(child, kind):
+            found.append(child)
+        elif isinstance(child, Container):
+            found.extend(_descendants(child, kind))
+    return found
+
+
 class TrainWidget(Container):
     """Fine-tune or train a model on layers or folders, with live loss and preview."""
 
@@ -124,7 +135,7 @@ class TrainWidget(Container):
         self.patience_spin = SpinBox(label="stop after no gain", min=0, max=10_000, value=10)
         self.patience_spin.tooltip = ("Stop when this many scores in a row did not beat the best "
                                       "(0: never stop early).")
-        self.keep_best_check = CheckBox(text="keep the best-scoring model (else the last)", value=True)
+        self.keep_best_check = CheckBox(text="keep the best-scoring model", value=True)
         self.crop_spin = SpinBox(label="crop (px)", min=MIN_CROP, max=1024, step=16, value=128)
         self.batch_spin = SpinBox(label="batch size", min=1, max=256, value=4)
         self.lr_spin = FloatSpinBox(label="learning rate", min=1e-6, max=1e-1, step=1e-5, value=1e-4)
@@ -150,8 +161,8 @@ class TrainWidget(Container):
         self.import_path = FileEdit(label="import file", mode="r", filter="*.pt")
         self.import_button = PushButton(text="Import")
         self.export_path = FileEdit(label="export to", mode="w", filter="*.pt")
-        self.export_button = PushButton(text="Export selected")
-        self.delete_button = PushButton(text="Delete selected")
+        self.export_button = PushButton(text="Export")
+        self.delete_button = PushButton(text="Delete")
 
         from ._plot import LossPlot, attach_to
 
@@ -159,9 +170,11 @@ class TrainWidget(Container):
         self.quality_plot = LossPlot(log_y=False)
         self.quality_plot.setToolTip("Quality score on pairs built from your frames (PSNR, dB; higher "
                                      "is better): the kept model is the best point")
-        buttons = Container(layout="horizontal", labels=False,
-                            widgets=[self.start_button, self.stop_button, self.continue_button,
-                                     self.reset_button])
+        # two rows of two buttons: the form fits a narrow dock
+        buttons = Container(layout="vertical", labels=False, widgets=[
+            Container(layout="horizontal", labels=False, widgets=[self.start_button, self.stop_button]),
+            Container(layout="horizontal", labels=False, widgets=[self.continue_button, self.reset_button]),
+        ])
         library_buttons = Container(layout="horizontal", labels=False,
                                     widgets=[self.import_button, self.export_button, self.delete_button])
         self.form.extend([
@@ -184,9 +197,10 @@ class TrainWidget(Container):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # a dock narrower than the form scrolls sideways rather than cutting it (the form itself
+        # is kept narrow enough for a 400 px dock: _fit_width)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         scroll.setWidget(self.form.native)
-        self._scroll = scroll
         self.append(wrap_native(scroll, name="form_scroll"))
 
         for control, tip in {
@@ -284,7 +298,7 @@ class TrainWidget(Container):
             combo = ComboBox(label=f"{name} layer", nullable=True,
                              choices=lambda *_: self._image_layers())
             combo.value = preferred_layer(self._viewer) if (i == 0 and layers) else None
-            folder = FileEdit(label=f"or {name} folder", mode="d")
+            folder = FileEdit(label=f"{name} folder", mode="d")
             combo.tooltip = f"Your {name} images as a layer (an image or a stack; read lazily)"
             folder.tooltip = f"Or a folder of {name} images (used instead of the layer when given)"
             self._source_widgets[name] = (combo, folder)
@@ -296,7 +310,7 @@ class TrainWidget(Container):
         named = cls.user_settings
         fields = {f.name: f for f in dataclasses.fields(cls.Config)}
         expert = self.expert_box = Container(labels=True, visible=False)
-        self.expert_check = CheckBox(text="every setting (field names, as -S NAME=VALUE)", value=False)
+        self.expert_check = CheckBox(text="every setting (-S NAME=VALUE)", value=False)
         self.expert_check.tooltip = "Show the recipe's other settings too; most are best left as stored"
         self.expert_check.changed.connect(lambda v: setattr(expert, "visible", bool(v)))
         for name in [*[n for n in named if n in fields], *[n for n in fields if n not in named]]:
@@ -337,13 +351,22 @@ class TrainWidget(Container):
         return None
 
     def _fit_width(self) -> None:
-        """Narrow-dock friendly controls, and the scroll area as wide as the form then needs (it
-        scrolls vertically only, so nothing is cut at the right)."""
+        """Controls that fit a narrow dock: short file buttons, small line edits, and rows
+        without a label (buttons, plots, boxes) spanning the label column."""
+        from magicgui.widgets import FileEdit
+
         fit_narrow_docks(self)
-        scroll = getattr(self, "_scroll", None)
-        if scroll is not None:
-            scroll.setMinimumWidth(self.form.native.minimumSizeHint().width()
-                                   + scroll.verticalScrollBar().sizeHint().width())
+        from qtpy.QtWidgets import QLabel
+
+        for edit in _descendants(self.form, FileEdit):
+            edit.choose_btn.text = "Browse"
+            edit.line_edit.native.setMinimumWidth(40)
+        layout = self.form.native.layout()
+        for i in range(layout.count()):  # rows without a label (button rows, plots, boxes) span
+            row = layout.itemAt(i).widget()
+            label = row.findChild(QLabel) if row is not None else None
+            if label is not None and label.parent() is row and not label.text():
+                label.setVisible(False)
 
     def _start_changed(self, *_: Any) -> None:
         """Show the settings the chosen starting model was trained with (fine-tuning keeps them
