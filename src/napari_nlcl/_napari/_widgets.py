@@ -158,6 +158,17 @@ def shielded(gen):
         raise WorkerFailed(exc) from exc
 
 
+def generator_worker(gen):
+    """An unstarted napari thread worker running generator ``gen`` (its yields are progress, its
+    return value the result); any error, ``RuntimeError`` included, reaches ``errored``."""
+    from napari.qt.threading import thread_worker
+
+    def work():
+        return (yield from shielded(gen))
+
+    return thread_worker(work, ignore_errors=True, start_thread=False)()
+
+
 def original_error(exc: BaseException) -> BaseException:
     """The error a worker reported, unwrapped from :class:`WorkerFailed`."""
     return exc.original if isinstance(exc, WorkerFailed) else exc
@@ -165,8 +176,6 @@ def original_error(exc: BaseException) -> BaseException:
 
 def predict_worker(data: Any, model: Any, kwargs: dict):
     """An unstarted worker running the engine on ``data``; yields (done, total), returns the result."""
-    from napari.qt.threading import thread_worker
-
     from napari_nlcl.inference import iter_predict
 
     def steps():
@@ -181,11 +190,7 @@ def predict_worker(data: Any, model: Any, kwargs: dict):
                 return stop.value
             yield (p.done, p.total)
 
-    @thread_worker(ignore_errors=True)  # errors go to the errored signal, not re-raised
-    def work():
-        return (yield from shielded(steps()))
-
-    return work()
+    return generator_worker(steps())
 
 
 class TaskWidget(Container):
@@ -385,7 +390,7 @@ class TaskWidget(Container):
                 self._show_result(layer, lazy)
                 self.status.value = "lazy result added: planes are computed as you browse"
 
-            return self._start(first_plane(), layer, on_done=added, threaded=True)
+            return self._start(generator_worker(first_plane()), layer, on_done=added)
         return self._start(predict_worker(layer.data, model, kwargs), layer)
 
     def _block_on_screen(self, layer: Any, lazy: Any) -> tuple[int, ...]:
@@ -398,16 +403,7 @@ class TaskWidget(Container):
         idx = [min(max(int(round(float(v))), 0), n - 1) for v, n in zip(point[:lead], lazy.numblocks[:lead])]
         return tuple(idx) + (0,) * (len(lazy.numblocks) - lead)
 
-    def _start(self, worker, layer: Any, on_done=None, threaded: bool = False):
-        if threaded:  # a plain generator: run it in a napari thread worker
-            from napari.qt.threading import thread_worker
-
-            gen = worker
-
-            def work():
-                return (yield from shielded(gen))
-
-            worker = thread_worker(work, ignore_errors=True, start_thread=False)()
+    def _start(self, worker, layer: Any, on_done=None):
         self._worker = worker
         self._busy(True)
         self.progress.value = 0
@@ -485,8 +481,6 @@ class TaskWidget(Container):
 
     def save_zarr(self, *_: Any):
         """Process the whole layer lazily and write it plane by plane to a zarr file."""
-        from napari.qt.threading import thread_worker
-
         from napari_nlcl.inference import predict
         from napari_nlcl.io import check_target, iter_write
 
@@ -505,15 +499,11 @@ class TaskWidget(Container):
             _notify_error(str(exc))
             return None
 
-        @thread_worker(ignore_errors=True)  # errors go to _on_error, not re-raised
-        def work():
-            return (yield from shielded(iter_write(path, lazy, rgb=layer.rgb)))
-
         def done(written: Path) -> None:
             self.status.value = f"saved {written}"
             _notify_info(f"saved {written}")
 
-        return self._start(work(), layer, on_done=done)
+        return self._start(generator_worker(iter_write(path, lazy, rgb=layer.rgb)), layer, on_done=done)
 
 
 class DehazeWidget(TaskWidget):

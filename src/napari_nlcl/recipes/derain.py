@@ -530,21 +530,21 @@ class DerainRecipe(Recipe):
         bank, _ = make_rain_bank(self.config.rain_bank, self.config.rain_bank_size, self.config.bank_seed)
         return bank
 
-    @cached_property
-    def sheet_bank(self) -> torch.Tensor | None:
-        if not self.config.downpour_sheets:
+    def _side_bank(self, used: float, kind: str, seed_offset: int) -> torch.Tensor | None:
+        """A second streak bank of ``kind`` (half the size of the main one), if ``used``."""
+        if not used:
             return None
         bank, _ = make_rain_bank(max(self.config.rain_bank // 2, 1), self.config.rain_bank_size,
-                                 self.config.bank_seed + 1, kind="sheets")
+                                 self.config.bank_seed + seed_offset, kind=kind)
         return bank
 
     @cached_property
+    def sheet_bank(self) -> torch.Tensor | None:
+        return self._side_bank(self.config.downpour_sheets, "sheets", 1)
+
+    @cached_property
     def drizzle_bank(self) -> torch.Tensor | None:
-        if not self.config.drizzle:
-            return None
-        bank, _ = make_rain_bank(max(self.config.rain_bank // 2, 1), self.config.rain_bank_size,
-                                 self.config.bank_seed + 2, kind="drizzle")
-        return bank
+        return self._side_bank(self.config.drizzle, "drizzle", 2)
 
     def synthesize(self, clean: torch.Tensor, return_veil: bool = False):
         return add_bank_rain(clean, self.rain_bank, self.generator, **self.config.synthesis_kwargs(),
