@@ -87,10 +87,16 @@ def train(args) -> None:
     cls = recipe_class("translate")
     crops = RandomCrops({"source": a, "target": b}, crop=args.crop, batch_size=args.batch_size, seed=args.seed,
                         **cls.data_options(settings))
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=2e-4, seed=args.seed,
-                      schedule="linear", decay_start=0.5, device="cpu")
     out = Path(args.output) if args.output else None
-    trainer = Trainer.from_recipe_name("translate", crops, cfg, recipe_config=settings, checkpoint=out)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=2e-4, seed=args.seed,
+                      schedule="linear", decay_start=0.5, device="cpu",
+                      checkpoint_every=250 if out is not None else 0)
+    if args.resume:
+        if out is None or not out.exists():
+            raise SystemExit("--resume needs the -o checkpoint of an earlier run")
+        trainer = Trainer.resume(out, crops, steps=args.steps)
+    else:
+        trainer = Trainer.from_recipe_name("translate", crops, cfg, recipe_config=settings, checkpoint=out)
     budgets = sorted({int(s) for s in args.eval_at.split(",") if s} | {args.steps})
     print(f"# translate {settings}, crop {args.crop}, batch {args.batch_size}, {len(a)} A / {len(b)} B photos, "
           f"{len(tests)} Kodak test images", flush=True)
@@ -167,6 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--net", help='generator overrides as JSON, e.g. \'{"residual": false}\'')
     ap.add_argument("-o", "--output", help="checkpoint file to keep (.pt)")
     ap.add_argument("--json", help="write the rows to this file")
+    ap.add_argument("--resume", action="store_true", help="continue the run saved in -o (checkpoints every 250 steps)")
     ap.add_argument("--speed", action="store_true", help="time training iterations and inference instead")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
