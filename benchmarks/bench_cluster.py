@@ -7,7 +7,7 @@ derained (the shipped default, ``precision="auto"``) and written to zarr plane b
 
 * local: no client, this process, torch on ``--threads`` threads;
 * cluster: ``LocalCluster(n_workers=--workers, threads_per_worker=1, processes=True)``; each
-  worker builds the model once from its name (``napari_nlcl.cluster``); the time includes
+  worker builds the model once from its name (``napari_nlcl.inference.cluster``); the time includes
   that, not the start of the cluster.
 
 Local runs before and after the cluster run; the better local time is the reference.

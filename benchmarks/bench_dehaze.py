@@ -28,12 +28,12 @@ VAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clea
 def validation_set(folder: Path = VAL_DIR, limit: int | None = None):
     """[(name, clear, hazy)] as float32 RGB in [0, 1]."""
     from napari_nlcl import synth
-    from napari_nlcl.io import _imread, list_images
+    from napari_nlcl.io import read_file, list_images
 
     files = list_images(folder)[:limit]
     out = []
     for i, f in enumerate(files):
-        clear = np.asarray(_imread(f))[..., :3].astype(np.float32) / 255
+        clear = np.asarray(read_file(f))[..., :3].astype(np.float32) / 255
         params = synth.random_haze_params(1000 + i)
         depth = synth.random_depth(clear.shape, rng=1000 + i)
         hazy, _ = synth.add_haze(clear, **params, depth=depth)
@@ -68,7 +68,7 @@ def speed_table() -> None:
     1024x1024 time is that rate extrapolated.
     """
     import napari_nlcl
-    from napari_nlcl.methods.aecr import AECRNet, preset
+    from napari_nlcl.nets.aecr import AECRNet, preset
 
     paper = AECRNet(preset("paper")).eval()
     fast = AECRNet(preset("fast")).eval()

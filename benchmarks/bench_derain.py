@@ -28,12 +28,12 @@ VAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "rain
 
 def validation_set(folder: Path = VAL_DIR, limit: int | None = None):
     """[(name, clean, rainy)] as float32 RGB in [0, 1], ordered by number."""
-    from napari_nlcl.io import _imread
+    from napari_nlcl.io import read_file
 
     pairs = []
     for i in range(1, 21)[:limit]:
-        rainy = np.asarray(_imread(folder / "rain" / f"input{i}.png"))[..., :3].astype(np.float32) / 255
-        clean = np.asarray(_imread(folder / "norain" / f"norain{i}.png"))[..., :3].astype(np.float32) / 255
+        rainy = np.asarray(read_file(folder / "rain" / f"input{i}.png"))[..., :3].astype(np.float32) / 255
+        clean = np.asarray(read_file(folder / "norain" / f"norain{i}.png"))[..., :3].astype(np.float32) / 255
         pairs.append((f"input{i}", clean, rainy))
     return pairs
 
@@ -45,7 +45,7 @@ def luma(x: np.ndarray) -> np.ndarray:
 def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     from skimage.metrics import structural_similarity
 
-    from napari_nlcl.recipes.derain import y_psnr
+    from napari_nlcl.training.derain import y_psnr
 
     pred = np.clip(pred, 0, 1)
     return y_psnr(pred, ref), structural_similarity(luma(ref), luma(pred), data_range=1.0)
@@ -70,7 +70,7 @@ def speed_table() -> None:
     timed once on 512x512 and its 1024x1024 time extrapolated from its MP/s.
     """
     import napari_nlcl
-    from napari_nlcl.methods.nlcl import build
+    from napari_nlcl.nets.derain import build
 
     paper = build("paper").eval()
     rows = [("NLCL U-Net fast (default)", "default", build("fast"), 1024, 3),

@@ -40,11 +40,11 @@ ARMS = [("float32, NCHW (before)", "float32", False), ("float32, channels_last",
         ("bfloat16, channels_last", "bfloat16", True)]
 
 
-def _layout(channels_last: bool, where: str = "napari_nlcl.inference.resolve_precision"):
+def _layout(channels_last: bool, where: str = "napari_nlcl.inference.apply.resolve_precision"):
     """Run the engine with (or without) channels_last whatever the precision decides."""
     import dataclasses
 
-    from napari_nlcl import precision
+    from napari_nlcl.inference import precision
 
     real = precision.resolve
 
@@ -141,7 +141,7 @@ def training(chunks: int, chunk: int) -> None:
                 args = cli.build_parser().parse_args(
                     ["train", *argv, "-o", str(Path(tmp) / f"{i}.pt"), "--checkpoint-every", "0",
                      "--monitor-every", "0", "--steps", "100000", "--precision", prec, "--overwrite"])
-                with _layout(cl, "napari_nlcl.engine.resolve_precision"):
+                with _layout(cl, "napari_nlcl.training.engine.resolve_precision"):
                     runs.append(cli._build_trainer(args).fit_iter())
             best = [0.0] * len(runs)
 
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from napari_nlcl.precision import cpu_has_fast_bf16
+    from napari_nlcl.inference.precision import cpu_has_fast_bf16
 
     print(f"CPU with native bfloat16: {cpu_has_fast_bf16()}; torch {torch.__version__}, "
           f"{args.threads} threads\n")

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main(argv=None) -> int:
     import napari_nlcl
     from bench_derain import validation_set
-    from napari_nlcl.engine import load_recipe
-    from napari_nlcl.recipes.derain import y_psnr
+    from napari_nlcl.training.engine import load_recipe
+    from napari_nlcl.training.derain import y_psnr
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trace", type=Path)

@@ -25,14 +25,14 @@ CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean"
 
 def main(out: str = "runs/data/light_rain", clean_dir: str | None = None) -> int:
     from napari_nlcl import synth
-    from napari_nlcl.io import _imread, list_images, write_image
+    from napari_nlcl.io import read_file, list_images, write_image
 
     out = Path(out)
     (out / "rain").mkdir(parents=True, exist_ok=True)
     (out / "norain").mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(list_images(Path(clean_dir) if clean_dir else CLEAN)):
         rng = np.random.default_rng(7000 + i)
-        clean = np.asarray(_imread(f))[..., :3]
+        clean = np.asarray(read_file(f))[..., :3]
         angle = float(rng.uniform(-25, 25))
         layers = [dict(density=float(rng.uniform(0.01, 0.03)), angle=angle + float(rng.uniform(-8, 8)),
                        length=float(rng.uniform(8, 18)), width=float(rng.uniform(0.6, 1.2)),

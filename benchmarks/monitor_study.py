@@ -29,8 +29,8 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
           gains: tuple | None = None) -> dict:
     from scipy.stats import spearmanr
 
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import load_recipe
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import load_recipe
 
     rows = [json.loads(line) for line in (trace / "trace.jsonl").open()]
     steps = sorted({r["step"] for r in rows})
@@ -45,7 +45,7 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
         sources = {"hazy": str(trace.parent / "data" / "dehaze_val_hazy")}
     data = RandomCrops(sources, crop=64)
     if recipe.task == "derain" and (pairs or gains):  # a variant of the shipped monitor
-        from napari_nlcl.recipes.derain import derain_proxy_pairs
+        from napari_nlcl.training.derain import derain_proxy_pairs
 
         monitor = derain_proxy_pairs(recipe.gen_b, data.sources["rainy"], seed=seed, pairs=pairs or 16,
                                      gains=gains or (1.0,))

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None) -> int:
-    from napari_nlcl.engine import kept_step, load_recipe, read_checkpoint
+    from napari_nlcl.training.engine import kept_step, load_recipe, read_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task", choices=["derain", "dehaze"])
@@ -56,10 +56,10 @@ def main(argv=None) -> int:
 def _pairs(folder: Path, n: int):
     import numpy as np
 
-    from napari_nlcl.io import _imread
+    from napari_nlcl.io import read_file
 
     def load(p):
-        return np.asarray(_imread(p))[..., :3].astype(np.float32) / 255
+        return np.asarray(read_file(p))[..., :3].astype(np.float32) / 255
 
     return [(f"input{i}", load(folder / "norain" / f"norain{i}.png"), load(folder / "rain" / f"input{i}.png"))
             for i in range(1, n + 1)]

@@ -6,7 +6,7 @@ Usage (from the repository root)::
 
 Reads a few images from ``../shared/data/haze/real/`` (relative to the
 repository root), resizes them to 256 px high, dehazes them with
-:class:`napari_nlcl.methods.dcp.DarkChannelPrior` (default settings unless
+:class:`napari_nlcl.classical.dcp.DarkChannelPrior` (default settings unless
 overridden on the command line) and writes ``docs/images/dcp_real_haze.png``:
 one row per image, columns *hazy | DCP*.  Only numpy, Pillow and torch are
 used (no matplotlib).
@@ -39,10 +39,10 @@ GAP = 8
 LABEL_H = 22
 
 try:
-    from napari_nlcl.methods.dcp import DarkChannelPrior
+    from napari_nlcl.classical.dcp import DarkChannelPrior
 except ImportError:  # running without PYTHONPATH=src
     sys.path.insert(0, str(ROOT / "src"))
-    from napari_nlcl.methods.dcp import DarkChannelPrior
+    from napari_nlcl.classical.dcp import DarkChannelPrior
 
 
 def load(path: Path, height: int = HEIGHT) -> np.ndarray:

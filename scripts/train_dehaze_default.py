@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from _training_log import fit_branch, run_logged
 
-from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import TrainConfig, Trainer, export_model
-from napari_nlcl.io import _imread, list_images
-from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS
-from napari_nlcl.methods.registry import DEHAZE_T_MIN
+from napari_nlcl.training.data import RandomCrops
+from napari_nlcl.training.engine import TrainConfig, Trainer, export_model
+from napari_nlcl.io import read_file, list_images
+from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
+from napari_nlcl.registry import DEHAZE_T_MIN
 
 CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean"
 VALIDATION = ("kodak",)
@@ -43,7 +43,7 @@ def training_images(root: Path) -> list[np.ndarray]:
     images = []
     for folder in folders:
         for f in list_images(folder):
-            im = np.asarray(_imread(f))
+            im = np.asarray(read_file(f))
             if im.ndim == 3 and im.shape[-1] >= 3 and min(im.shape[:2]) >= 128:
                 images.append(np.ascontiguousarray(im[..., :3]))
     print(f"{len(images)} training photos from {[p.name for p in folders]}", flush=True)
@@ -62,8 +62,8 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     import time
 
     from napari_nlcl import synth
-    from napari_nlcl.engine import load_recipe, save_checkpoint
-    from napari_nlcl.methods.aecr import thumbnail
+    from napari_nlcl.training.engine import load_recipe, save_checkpoint
+    from napari_nlcl.nets.aecr import thumbnail
 
     recipe, payload = load_recipe(path)
     branch = recipe.net.airlight
@@ -118,7 +118,7 @@ def export_default(src: Path, t_min: float) -> None:
     haze is learnt; the shipped model stores the floor chosen for inference
     (``registry.DEHAZE_T_MIN``, see the README), which changes no weight.
     """
-    from napari_nlcl.engine import read_checkpoint, save_checkpoint
+    from napari_nlcl.training.engine import read_checkpoint, save_checkpoint
 
     export_model(src, DEFAULT_WEIGHTS)
     payload = read_checkpoint(DEFAULT_WEIGHTS)

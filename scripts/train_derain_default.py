@@ -20,7 +20,7 @@ discriminator's unpaired real set, keeping the synthetic-rain L1 term
 continues a model with a wider network: the new stem inputs (the dark-channel
 cue) start at zero weight, one more U-Net level (``"channels": [32, 64, 128, 256]``)
 starts as a zero contribution, and a new veil branch (``"veil": true``) starts
-untrained (:func:`napari_nlcl.methods.nlcl.load_grown`).
+untrained (:func:`napari_nlcl.nets.derain.load_grown`).
 
 Logs one line every 50 steps; a checkpoint every 250 steps.
 """
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from _training_log import fit_branch, run_logged
 
-from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import (
+from napari_nlcl.training.data import RandomCrops
+from napari_nlcl.training.engine import (
     TrainConfig,
     Trainer,
     build_recipe,
@@ -47,8 +47,8 @@ from napari_nlcl.engine import (
     recipe_config_of,
 )
 from napari_nlcl.inference import select_device
-from napari_nlcl.io import _imread, list_images
-from napari_nlcl.methods.nlcl import DEFAULT_WEIGHTS, load_grown
+from napari_nlcl.io import read_file, list_images
+from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, load_grown
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VALIDATION = ("kodak",)
@@ -58,7 +58,7 @@ def photos(folders: list[Path], min_size: int = 128) -> list[np.ndarray]:
     images = []
     for folder in folders:
         for f in list_images(folder):
-            im = np.asarray(_imread(f))
+            im = np.asarray(read_file(f))
             if im.ndim == 3 and im.shape[-1] >= 3 and min(im.shape[:2]) >= min_size:
                 images.append(np.ascontiguousarray(im[..., :3]))
     print(f"{len(images)} photos from {[p.name for p in folders]}", flush=True)
@@ -84,9 +84,9 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
 
     import torch.nn.functional as F
 
-    from napari_nlcl.engine import load_recipe, save_checkpoint
-    from napari_nlcl.methods.nlcl import DerainNet
-    from napari_nlcl.recipes.derain import DerainConfig, _gaussian_blur, add_bank_rain, make_rain_bank
+    from napari_nlcl.training.engine import load_recipe, save_checkpoint
+    from napari_nlcl.nets.derain import DerainNet
+    from napari_nlcl.training.derain import DerainConfig, _gaussian_blur, add_bank_rain, make_rain_bank
 
     recipe, payload = load_recipe(start)
     cfg = json.loads(payload["config"])

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from _training_log import run_logged
 
-from napari_nlcl.data import RandomCrops
-from napari_nlcl.engine import TrainConfig, Trainer, export_model
-from napari_nlcl.methods.translate import DEFAULT_WEIGHTS
+from napari_nlcl.training.data import RandomCrops
+from napari_nlcl.training.engine import TrainConfig, Trainer, export_model
+from napari_nlcl.nets.translate import DEFAULT_WEIGHTS
 from napari_nlcl.samples import translation_domains
 
 

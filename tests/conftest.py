@@ -95,8 +95,8 @@ def errors(monkeypatch):
     from napari_nlcl._napari import _train, _widgets
 
     seen: list[str] = []
-    monkeypatch.setattr(_widgets, "_notify_error", seen.append)
-    monkeypatch.setattr(_train, "_notify_error", seen.append)
+    monkeypatch.setattr(_widgets, "notify_error", seen.append)
+    monkeypatch.setattr(_train, "notify_error", seen.append)
     return seen
 
 

@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio as psnr
 
 import napari_nlcl
 from napari_nlcl import synth
-from napari_nlcl.methods import registry
+from napari_nlcl import registry
 
 
 def _hazy_astronaut():
@@ -70,7 +70,7 @@ def test_load_model_checks():
 
 def test_unknown_method_options_are_refused_for_every_method():
     import napari_nlcl
-    from napari_nlcl.methods import registry
+    from napari_nlcl import registry
 
     img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
     for spec in registry.methods():

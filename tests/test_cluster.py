@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import napari_nlcl
-from napari_nlcl import cluster, io
+from napari_nlcl import io
+from napari_nlcl.inference import cluster
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for the Dark Channel Prior dehazing module (napari_nlcl.methods.dcp)."""
+"""Tests for the Dark Channel Prior dehazing module (napari_nlcl.classical.dcp)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 ndimage = pytest.importorskip("scipy.ndimage")
 skdata = pytest.importorskip("skimage.data")
 
-from napari_nlcl.methods.dcp import (  # noqa: E402
+from napari_nlcl.classical.dcp import (  # noqa: E402
     DarkChannelPrior,
     box_filter,
     dark_channel,

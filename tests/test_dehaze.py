@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from napari_nlcl import synth
-from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS, AECRNet, Mixup, local_mean, preset
-from napari_nlcl.ops import DeformConv2d, deform_conv2d, torchvision_deform_conv2d
+from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, Mixup, local_mean, preset
+from napari_nlcl.nets.layers import DeformConv2d, deform_conv2d, torchvision_deform_conv2d
 
 
 # ----------------------------------------------------------------------------- deformable conv
@@ -184,7 +184,7 @@ def test_physics_output_inverts_the_scattering_model(coarse_t):
 def test_airlight_prior_finds_the_haze_colour():
     from skimage import data
 
-    from napari_nlcl.methods.aecr import AirlightNet
+    from napari_nlcl.nets.aecr import AirlightNet
 
     clear = data.astronaut().astype(np.float32) / 255
     depth = synth.random_depth(clear.shape, rng=0, sky_fraction=0.2)
@@ -228,8 +228,8 @@ def _photos():
 
 
 def test_synthetic_mode_lowers_the_loss():
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer
 
     torch.manual_seed(0)
     crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=4, seed=0)
@@ -247,7 +247,7 @@ def test_synthetic_mode_lowers_the_loss():
 
 
 def test_synthetic_haze_follows_the_scattering_model():
-    from napari_nlcl.recipes.dehaze import synthesize_haze
+    from napari_nlcl.training.dehaze import synthesize_haze
 
     clear = torch.rand(3, 3, 40, 40)
     hazy = synthesize_haze(clear, torch.Generator().manual_seed(0))
@@ -264,7 +264,7 @@ def test_synthetic_haze_follows_the_scattering_model():
 
 
 def test_plan_data_picks_the_mode():
-    from napari_nlcl.engine import recipe_class
+    from napari_nlcl.training.engine import recipe_class
 
     cls = recipe_class("dehaze")
     assert cls.plan_data(["clear"]) == ({"mode": "synthetic"}, False)
@@ -275,7 +275,7 @@ def test_plan_data_picks_the_mode():
 
 
 def test_bad_settings_are_refused_clearly():
-    from napari_nlcl.engine import build_recipe
+    from napari_nlcl.training.engine import build_recipe
 
     with pytest.raises(ValueError, match="mode must be one of"):
         build_recipe("dehaze", {"mode": "magic"})
@@ -286,8 +286,8 @@ def test_bad_settings_are_refused_clearly():
 
 
 def _tiny_model_file(tmp_path, steps=3):
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer
 
     path = tmp_path / "tiny.pt"
     crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=2, seed=0)
@@ -302,8 +302,8 @@ def _tiny_model_file(tmp_path, steps=3):
 def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path):
     import dask.array as da
 
-    from napari_nlcl.data import ImageSource, RandomCrops
-    from napari_nlcl.engine import TrainConfig, Trainer, load_recipe
+    from napari_nlcl.training.data import ImageSource, RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer, load_recipe
 
     start = _tiny_model_file(tmp_path)
     frames = np.stack([synth.add_haze(p[:200, :200], beta=1.2, rng=i)[0] for i, p in enumerate(_photos())])
@@ -334,8 +334,8 @@ def json_meta(payload):
 
 
 def test_unsupervised_from_scratch_uses_dcp_targets():
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer
 
     hazy = [synth.add_haze(p, beta=1.0, rng=0)[0] for p in _photos()]
     crops = RandomCrops({"hazy": hazy}, crop=32, batch_size=2, seed=0)
@@ -350,8 +350,8 @@ def test_unsupervised_from_scratch_uses_dcp_targets():
 
 def test_exported_model_loads_but_cannot_be_resumed(tmp_path):
     from napari_nlcl import load_model
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import Trainer, export_model
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import Trainer, export_model
 
     ckpt = _tiny_model_file(tmp_path)
     small = export_model(ckpt, tmp_path / "small.pt")
@@ -405,8 +405,8 @@ def test_default_model_t_min_option():
     import json
 
     import napari_nlcl
-    from napari_nlcl.engine import read_checkpoint
-    from napari_nlcl.methods.registry import DEHAZE_T_MIN, get
+    from napari_nlcl.training.engine import read_checkpoint
+    from napari_nlcl.registry import DEHAZE_T_MIN, get
 
     stored = json.loads(read_checkpoint(DEFAULT_WEIGHTS)["config"])["recipe"]["net"]["t_min"]
     assert stored == DEHAZE_T_MIN == get("default", "dehaze").options[0].default

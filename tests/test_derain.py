@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nlcl.engine import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.methods.nlcl import (
+from napari_nlcl.training.engine import TrainConfig, Trainer, build_recipe, load_recipe
+from napari_nlcl.nets.derain import (
     DEFAULT_WEIGHTS,
     DerainNet,
     PatchDiscriminator,
@@ -20,7 +20,7 @@ from napari_nlcl.methods.nlcl import (
     load_grown,
     preset,
 )
-from napari_nlcl.recipes.derain import (
+from napari_nlcl.training.derain import (
     DerainConfig,
     DerainRecipe,
     add_bank_rain,
@@ -601,7 +601,7 @@ def test_checkpoint_round_trip_is_identical(tmp_path):
                             loaded.networks[name].state_dict().values()):
                 assert torch.equal(a, b)
     # an export can store the settings fine-tuning from it should use; bad ones are refused
-    from napari_nlcl.engine import export_model, recipe_config_of
+    from napari_nlcl.training.engine import export_model, recipe_config_of
 
     small = export_model(tmp_path / "m.pt", tmp_path / "s.pt", networks=["gen_b", "gen_r"],
                          settings={"pseudo_clean": 0.5, "transplant_gain": [1, 2]})
@@ -763,12 +763,12 @@ VAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "rain" / 
                    "on synthetic_val_sirr; see the README", strict=False)
 def test_default_reaches_the_issue_target_on_the_validation_set():
     from napari_nlcl import derain
-    from napari_nlcl.io import _imread
+    from napari_nlcl.io import read_file
 
     scores, inputs = [], []
     for i in range(1, 21):
-        rainy = np.asarray(_imread(VAL / "rain" / f"input{i}.png"))[..., :3] / 255.0
-        clean = np.asarray(_imread(VAL / "norain" / f"norain{i}.png"))[..., :3] / 255.0
+        rainy = np.asarray(read_file(VAL / "rain" / f"input{i}.png"))[..., :3] / 255.0
+        clean = np.asarray(read_file(VAL / "norain" / f"norain{i}.png"))[..., :3] / 255.0
         scores.append(y_psnr(derain(rainy.astype(np.float32), device="cpu"), clean))
         inputs.append(y_psnr(rainy, clean))
     assert np.mean(inputs) == pytest.approx(22.29, abs=0.01)  # the set the README reports on
@@ -778,8 +778,8 @@ def test_default_reaches_the_issue_target_on_the_validation_set():
 def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal(tmp_path):
     """Fine-tuning on frames that carry no rain (flat noise): with the anchor to the frozen
     start model the output stays close to the start's; without it the model drifts further."""
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import Trainer, TrainConfig
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     perturb_heads(start)
@@ -813,8 +813,8 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     """A grayscale stack (microscopy) fine-tunes the RGB derainer: grey is replicated to its
     channels, as at inference; a 2-channel stack is refused before training with a clear message."""
     from napari_nlcl import finetune
-    from napari_nlcl.data import ImageSource, RandomCrops
-    from napari_nlcl.engine import Trainer, TrainConfig
+    from napari_nlcl.training.data import ImageSource, RandomCrops
+    from napari_nlcl.training.engine import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     ckpt = tmp_path / "start.pt"
@@ -832,8 +832,8 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
 
 def test_the_monitor_needs_a_trained_start():
     """Training NLCL from scratch builds no monitor: a random start finds no rain to score with."""
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import Trainer, TrainConfig
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import Trainer, TrainConfig
 
     frames = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     t = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),

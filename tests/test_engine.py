@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nlcl.data import ImageSource, RandomCrops
-from napari_nlcl.engine import (
+from napari_nlcl.training.data import ImageSource, RandomCrops
+from napari_nlcl.training.engine import (
     Trainer,
     TrainConfig,
     export_model,
@@ -346,7 +346,7 @@ def _interrupted_train(tmp_path, folder, out, signals, extra=()):
 
     tests = Path(__file__).resolve().parent
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from napari_nlcl.engine import register_recipe; "
+            "from napari_nlcl.training.engine import register_recipe; "
             "register_recipe('toy', 'toy_recipe:ToyRecipe'); "
             "from napari_nlcl import cli; sys.exit(cli.main(sys.argv[2:]))")
     args = ["train", "toy", "--data", str(folder), "-o", str(out), "--crop", "32", "--device", "cpu",
@@ -403,7 +403,7 @@ def test_cli_ctrl_c_leaves_the_checkpoint_it_reports_and_resume_is_exact(tmp_pat
 
 # ----------------------------------------------------------------- quality monitor, keep-best, budget
 def test_monitor_rises_as_the_output_moves_toward_the_truth():
-    from napari_nlcl.monitor import ProxyPairs
+    from napari_nlcl.training.monitor import ProxyPairs
 
     clean = torch.rand(4, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     pairs = ProxyPairs(0.5 * clean + 0.2, clean)
@@ -557,7 +557,7 @@ def test_damaged_model_files_are_one_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("grey_first", [True, False])
 def test_a_folder_of_grey_and_colour_images_is_colour_in_either_order(tmp_path, grey_first):
-    from napari_nlcl.data import ImageSource
+    from napari_nlcl.training.data import ImageSource
     from napari_nlcl.io import write_image
 
     rgb = (_images(n=1)[0] * 255).astype(np.uint8)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import napari_nlcl  # noqa: E402
-from napari_nlcl.inference import AMBIGUOUS_TRAILING  # noqa: E402
+from napari_nlcl.checks import AMBIGUOUS_TRAILING  # noqa: E402
 
 # mostly what users bring, sometimes what the engine must refuse
 DTYPES = ["uint8"] * 3 + ["uint16"] * 3 + ["int16", "float16", "float32", "float32", "float64",

@@ -17,11 +17,11 @@ from napari_nlcl.inference import (
     Progress,
     iter_predict,
     predict,
-    resolve_channel_axis,
     select_device,
 )
+from napari_nlcl.checks import resolve_channel_axis
 from napari_nlcl.model import Model, ModelInfo
-from napari_nlcl.tiling import blend_window, plan_tiles, tile_starts
+from napari_nlcl.inference.tiling import blend_window, plan_tiles, tile_starts
 
 
 def test_import_is_light():

@@ -74,7 +74,7 @@ def test_the_library_refuses_broken_settings(tmp_path, model_library, payload):
 
 
 def test_crop_advice_is_possible():
-    from napari_nlcl.data import MIN_CROP, RandomCrops
+    from napari_nlcl.training.data import MIN_CROP, RandomCrops
 
     with pytest.raises(ValueError, match="use a crop of at most 40 px"):
         RandomCrops({"image": np.zeros((2, 40, 60, 3), np.float32)}, crop=64)

@@ -167,7 +167,7 @@ def test_widget_from_plugin_manager(make_napari_viewer, name):
 
 
 def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors):
-    from napari_nlcl.methods.aecr import DEFAULT_WEIGHTS
+    from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
 
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip("default weights not built")

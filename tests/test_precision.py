@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import napari_nlcl
-from napari_nlcl import precision
-from napari_nlcl.ops import ReflectConv2d, reflect_pad
+from napari_nlcl.inference import precision
+from napari_nlcl.nets.layers import ReflectConv2d, reflect_pad
 
 CL = torch.channels_last
 
@@ -73,7 +73,7 @@ def test_reflect_conv_is_a_reflect_padded_conv():
 
 
 def test_translate_norm_keeps_the_layout_and_equals_instance_norm():
-    from napari_nlcl.methods.translate import Norm
+    from napari_nlcl.nets.translate import Norm
 
     norm = Norm(8)
     for b in (1, 3):
@@ -85,7 +85,7 @@ def test_translate_norm_keeps_the_layout_and_equals_instance_norm():
 
 
 def test_dehaze_transmission_head_stays_float32_under_bfloat16():
-    from napari_nlcl.ops import full_precision
+    from napari_nlcl.nets.layers import full_precision
 
     conv = nn.Conv2d(4, 1, 3, padding=1)
     x = torch.randn(1, 4, 8, 8)
@@ -127,7 +127,7 @@ def test_float32_channels_last_matches_nchw(photo):
         return dataclasses.replace(real(*a, **k), channels_last=False)
 
     other = napari_nlcl.load_model("default", task="derain")
-    with mock.patch("napari_nlcl.inference.resolve_precision", nchw):
+    with mock.patch("napari_nlcl.inference.apply.resolve_precision", nchw):
         plain = napari_nlcl.predict(photo.astype(np.float32) / 255, other, device="cpu", precision="float32")
     np.testing.assert_allclose(cl, plain, atol=1e-5)
     assert all(p.dtype == torch.float32 for p in net.parameters())  # weights stay float32
@@ -161,7 +161,7 @@ def test_grey_uint16_stack_runs_in_bfloat16():
 
 
 def test_the_quality_monitor_scores_in_the_trainers_precision():
-    from napari_nlcl.monitor import ProxyPairs
+    from napari_nlcl.training.monitor import ProxyPairs
 
     torch.manual_seed(0)
     targets = torch.rand(4, 3, 48, 48)

@@ -1,4 +1,4 @@
-"""Tests for the classical directional derainer (napari_nlcl.methods.rain_classic)."""
+"""Tests for the classical directional derainer (napari_nlcl.classical.directional)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 skdata = pytest.importorskip("skimage.data")
 
 from napari_nlcl.inference import predict  # noqa: E402
-from napari_nlcl.methods.rain_classic import (  # noqa: E402
+from napari_nlcl.classical.directional import (  # noqa: E402
     DirectionalDerain,
     classic_derainer,
     derain_directional,

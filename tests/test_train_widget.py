@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_nlcl._napari import _train, _widgets
-from napari_nlcl.engine import read_checkpoint, register_recipe
+from napari_nlcl.training.engine import read_checkpoint, register_recipe
 
 pytest.importorskip("napari")
 register_recipe("toy", "toy_recipe:ToyRecipe")
@@ -73,7 +73,7 @@ def test_recipes_and_their_inputs_come_from_the_registry(train):
 
 
 def test_advanced_shows_readable_settings_and_hides_the_rest(train):
-    from napari_nlcl.engine import recipe_class
+    from napari_nlcl.training.engine import recipe_class
 
     viewer, w = train
     w.task_combo.value = "derain"

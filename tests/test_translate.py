@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nlcl.engine import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.methods.translate import TranslateNet, TranslateNetConfig, build, discriminator
-from napari_nlcl.recipes.translate import TranslateConfig, TranslateRecipe
+from napari_nlcl.training.engine import TrainConfig, Trainer, build_recipe, load_recipe
+from napari_nlcl.nets.translate import TranslateNet, TranslateNetConfig, build, discriminator
+from napari_nlcl.training.translate import TranslateConfig, TranslateRecipe
 
 TINY = {"net": {"ngf": 4, "blocks": 2}, "disc_ndf": 8, "num_patches": 32}
 
@@ -247,8 +247,8 @@ def test_a_few_iterations_lower_the_nce_loss():
 
 
 def test_checkpoint_round_trip_and_export(tmp_path):
-    from napari_nlcl.data import RandomCrops
-    from napari_nlcl.engine import export_model
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import export_model
 
     rng = np.random.default_rng(0)
     data = {"source": rng.random((3, 48, 48, 3)).astype(np.float32),
@@ -272,7 +272,7 @@ def test_checkpoint_round_trip_and_export(tmp_path):
 
 def test_grayscale_training_and_inference(tmp_path):
     from napari_nlcl import translate
-    from napari_nlcl.data import RandomCrops
+    from napari_nlcl.training.data import RandomCrops
 
     rng = np.random.default_rng(0)
     data = {"source": (rng.random((2, 48, 48)) * 255).astype(np.uint8),
@@ -322,7 +322,7 @@ def test_translate_api_numpy_and_dask_and_bad_input():
         translate(image[0, :8, :8], g, device="cpu")
     with pytest.raises(ValueError, match="NaN"):
         translate(np.full((32, 32, 3), np.nan, np.float32), g, device="cpu")
-    from napari_nlcl.methods.nlcl import build as build_derainer
+    from napari_nlcl.nets.derain import build as build_derainer
 
     with pytest.raises(ValueError, match="is a derain model, not a translate model"):
         translate(image[0], build_derainer())
@@ -361,7 +361,7 @@ def test_four_channel_microscopy_stack_trains_and_translates():
     """(T, C, H, W) multi-channel data: ImageSource(channel_axis=1) keeps every channel (a fourth
     one is not alpha), the recipe takes 4 channels, and the engine translates with channel_axis=1."""
     from napari_nlcl import translate
-    from napari_nlcl.data import ImageSource, RandomCrops
+    from napari_nlcl.training.data import ImageSource, RandomCrops
 
     rng = np.random.default_rng(0)
     stack = (rng.random((3, 4, 40, 44)) * 65535).astype(np.uint16)

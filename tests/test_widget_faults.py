@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 from conftest import make_conv_model  # noqa: E402
 
 from napari_nlcl._napari import _train, _widgets  # noqa: E402
-from napari_nlcl.engine import register_recipe  # noqa: E402
+from napari_nlcl.training.engine import register_recipe  # noqa: E402
 
 register_recipe("toy", "toy_recipe:ToyRecipe")
 pytestmark = pytest.mark.usefixtures("main_thread_only")

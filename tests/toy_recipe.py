@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_nlcl.engine import Recipe
+from napari_nlcl.training.engine import Recipe
 from napari_nlcl.model import ModelInfo
 
 
@@ -64,7 +64,7 @@ class ToyRecipe(Recipe):
 
     def build_monitor(self, data, *, seed=0):
         """The frames' own known degradation: a monitor whose optimum is the undone contrast loss."""
-        from napari_nlcl.monitor import ProxyPairs
+        from napari_nlcl.training.monitor import ProxyPairs
 
         if not self.config.monitor or not hasattr(data, "sources"):
             return None

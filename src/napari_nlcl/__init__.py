@@ -29,16 +29,16 @@ _LAZY = {
     "ModelInfo": "napari_nlcl.model",
     "Model": "napari_nlcl.model",
 }
-_SUBMODULES = {"synth", "samples", "inference", "tiling", "api", "io", "model", "methods", "cli",
-               "engine", "data", "library", "ops", "recipes", "contrastive"}
+_SUBMODULES = {"api", "classical", "cli", "contrastive", "inference", "io", "library", "model", "nets",
+               "registry", "samples", "synth", "training"}
 
 __all__ = [*_LAZY, *sorted(_SUBMODULES), "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import api, inference, io, methods, model, samples, synth, tiling  # noqa: F401
-    from .api import available_methods, dehaze, derain, finetune, load_model, translate  # noqa: F401
-    from .inference import predict, select_device  # noqa: F401
-    from .model import Model, ModelInfo  # noqa: F401
+    from napari_nlcl import api, inference, io, model, registry, samples, synth  # noqa: F401
+    from napari_nlcl.api import available_methods, dehaze, derain, finetune, load_model, translate  # noqa: F401
+    from napari_nlcl.inference import predict, select_device  # noqa: F401
+    from napari_nlcl.model import Model, ModelInfo  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

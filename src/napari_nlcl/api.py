@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .methods import registry
-from .model import ModelInfo
+from napari_nlcl import registry
+from napari_nlcl.model import ModelInfo
 
 __all__ = ["available_methods", "dehaze", "derain", "finetune", "load_model", "translate"]
 
@@ -22,7 +22,7 @@ MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
 
 def _load_checkpoint_model(path: Path):
     """The inference network of a trained model file, on the CPU, in eval mode."""
-    from .engine import load_recipe
+    from napari_nlcl.training.engine import load_recipe
 
     recipe, _ = load_recipe(path, device="cpu")
     model = recipe.inference_model()
@@ -50,7 +50,7 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
     **options
         Keyword options of the method (e.g. ``omega=0.9`` for ``"dcp"``).
     """
-    from . import cluster
+    from napari_nlcl.inference import cluster
 
     if isinstance(model, str) and model in available_methods(task):
         # tagged with its name, so that a dask cluster's workers build it once each (cluster.py)
@@ -119,7 +119,7 @@ def dehaze(
     >>> hazy, t = synth.add_haze(data.astronaut(), beta=1.0, rng=0)
     >>> clear = dehaze(hazy, method="dcp", omega=0.95, device="cpu")
     """
-    from .inference import predict
+    from napari_nlcl.inference import predict
 
     model = load_model(method, task="dehaze", **options)
     return predict(
@@ -176,7 +176,7 @@ def derain(
     >>> rainy, _ = synth.add_rain(data.coffee(), density=0.02, rng=0)
     >>> background, rain = derain(rainy, rain_layer=True, device="cpu")
     """
-    from .inference import predict
+    from napari_nlcl.inference import predict
 
     net = load_model(model, task="derain", **options)
     background = predict(
@@ -186,15 +186,17 @@ def derain(
     )
     if not rain_layer:
         return background
-    from .cluster import active_client
+    from napari_nlcl.inference.cluster import active_client
 
     if _is_lazy(background) and active_client() is None:
         # two lazy results of one model pass per plane, not two, however they are sliced (a
         # cluster computes both in one graph, where dask shares the pass itself)
-        from .inference import shared_planes
+        from napari_nlcl.inference import shared_planes
 
         background = shared_planes(background)
-    return background, _difference(image, background)
+    from napari_nlcl.inference.intensity import residual
+
+    return background, residual(image, background)
 
 
 def _is_lazy(x: Any) -> bool:
@@ -242,7 +244,7 @@ def translate(
     >>> from napari_nlcl import translate
     >>> styled = translate(data.astronaut(), device="cpu")
     """
-    from .inference import predict
+    from napari_nlcl.inference import predict
 
     net = load_model(model, task="translate")
     return predict(
@@ -250,25 +252,6 @@ def translate(
         batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
         precision=precision,
     )
-
-
-def _difference(image: Any, background: Any):
-    """``image - background`` in the image's dtype (integers clipped at 0), lazily for dask."""
-    import numpy as np
-
-    dtype = np.dtype(image.dtype)
-    is_dask = type(image).__module__.startswith("dask")
-    if is_dask:
-        import dask.array as xp
-    else:
-        xp = np
-        image = np.asarray(image)
-    diff = image.astype(np.float32) - background.astype(np.float32)
-    if np.issubdtype(dtype, np.integer):
-        diff = xp.clip(diff, 0, np.iinfo(dtype).max).astype(dtype)
-    elif dtype != np.float32:
-        diff = diff.astype(dtype)
-    return diff
 
 
 def finetune(
@@ -289,7 +272,7 @@ def finetune(
     precision: str = "auto",
     **settings: Any,
 ):
-    """A ready :class:`~napari_nlcl.engine.Trainer` that fine-tunes on your own data.
+    """A ready :class:`~napari_nlcl.training.engine.Trainer` that fine-tunes on your own data.
 
     Parameters
     ----------
@@ -305,14 +288,14 @@ def finetune(
         scratch.  ``"auto"``: the shipped default for dehaze and derain
         (fine-tuning), scratch for translate (a new pair of domains).
     steps, crop, batch_size, lr, seed, device, precision
-        Training settings (:class:`~napari_nlcl.engine.TrainConfig`).  ``lr=None``
+        Training settings (:class:`~napari_nlcl.training.engine.TrainConfig`).  ``lr=None``
         takes the recipe's fine-tuning rate when starting from a model (1e-5 for
         derain), else 1e-4.
     checkpoint : path, optional
         Where to save (at the end, and when a ``fit_iter()`` loop is stopped).
     monitor_every, patience, minutes
         Every ``monitor_every`` steps the model is scored on proxy pairs built
-        from ``data`` (:mod:`napari_nlcl.monitor`; fine-tuning derain and dehaze)
+        from ``data`` (:mod:`napari_nlcl.training.monitor`; fine-tuning derain and dehaze)
         and ``trainer.model`` is the best-scoring one; the run stops after
         ``patience`` scores without a gain (0: never) or after ``minutes`` (0: no budget;
         with a budget, ``steps`` is the most it may take).
@@ -329,8 +312,8 @@ def finetune(
         trainer.fit()  # blocks; the Train widget runs the same in a background thread
         viewer.add_image(dehaze(layer.data, method=trainer.model), rgb=True, name="fine-tuned")
     """
-    from .data import RandomCrops
-    from .engine import TrainConfig, Trainer, recipe_class
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer, recipe_class
 
     cls = recipe_class(recipe)
     overrides, paired = cls.plan_data(data)

@@ -89,8 +89,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .methods import registry
+    from napari_nlcl import __version__
+    from napari_nlcl import registry
 
     parser = argparse.ArgumentParser(
         prog="napari-nlcl",
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sample_names() -> list[str]:
-    from .samples import SAMPLES
+    from napari_nlcl.samples import SAMPLES
 
     return list(SAMPLES)
 
@@ -202,7 +202,8 @@ def _progress_bar(desc: str):
 
 
 def _run_task(args: argparse.Namespace) -> Path:
-    from . import api, io, samples
+    from napari_nlcl import api, io, samples
+    from napari_nlcl.inference.intensity import residual
 
     task = args.command
     if args.sample:
@@ -240,7 +241,7 @@ def _run_task(args: argparse.Namespace) -> Path:
             result = func(image, args.method, progress=on_progress, **engine, **options)
     targets = [(out_path, result)]
     if rain_path is not None:  # from the same pass: a lazy background is computed once per plane
-        targets.append((rain_path, api._difference(image, result)))
+        targets.append((rain_path, residual(image, result)))
     with _progress_bar(f"{task} (planes)" if lazy else "writing") as bar:
         bar.unit = "plane"
 
@@ -289,8 +290,8 @@ def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
 
 def _build_trainer(args: argparse.Namespace):
     """The Trainer that ``napari-nlcl train ARGS`` runs (also used by the benchmarks)."""
-    from .data import RandomCrops
-    from .engine import TrainConfig, Trainer, recipe_class, recipe_config_of
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.engine import TrainConfig, Trainer, recipe_class, recipe_config_of
 
     out = Path(args.output)
     if out.suffix.lower() not in {".pt", ".pth", ".ckpt"}:
@@ -350,7 +351,7 @@ class TrainingInterrupted(Exception):
 def _run_train(args: argparse.Namespace) -> Path:
     from tqdm.auto import tqdm
 
-    from . import io
+    from napari_nlcl import io
 
     out = Path(args.output)
     trainer = _build_trainer(args)
@@ -399,17 +400,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "methods":
-            from .methods import registry
+            from napari_nlcl import registry
 
             for spec in registry.methods(args.task):
                 print(f"{spec.task:10s} {spec.name:12s} {spec.description}")
-            from .engine import recipe_names
+            from napari_nlcl.training.engine import recipe_names
 
             for name in recipe_names():
                 print(f"{'train':10s} {name:12s} training recipe")
             return 0
         if args.command == "samples":
-            from .samples import write_samples
+            from napari_nlcl.samples import write_samples
 
             for path in write_samples(args.folder):
                 print(path)

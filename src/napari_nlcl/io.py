@@ -39,7 +39,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def _imread(path: str | os.PathLike) -> np.ndarray:
+def read_file(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() in {".tif", ".tiff"}:
         import tifffile
@@ -68,7 +68,7 @@ def read_image(path: str | os.PathLike):
             return _read_folder(path)
         if path.suffix.lower() in {".tif", ".tiff"}:
             return _read_tiff(path)
-        return _imread(path)
+        return read_file(path)
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear message
@@ -89,7 +89,7 @@ def _read_folder(folder: Path):
         raise ValueError(
             f"folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    first = _imread(files[0])
+    first = read_file(files[0])
     planes = [
         da.from_delayed(dask.delayed(_read_checked)(str(f), first.shape), first.shape, first.dtype)
         for f in files
@@ -98,7 +98,7 @@ def _read_folder(folder: Path):
 
 
 def _read_checked(path: str, shape: tuple[int, ...]) -> np.ndarray:
-    arr = _imread(path)
+    arr = read_file(path)
     if arr.shape != shape:
         raise ValueError(
             f"{path} has shape {arr.shape} but the first image of its folder has {shape}; "
@@ -320,11 +320,11 @@ class _PlaneWriter:
 def _iter_planes(datas: list[Any], indices: list[tuple[int, ...]]) -> Generator[list[np.ndarray], None, None]:
     """Plane ``idx`` of every array for each of ``indices``, lazy ones computed together (shared
     work done once); with an active dask.distributed client, several planes at once on the
-    cluster (:func:`napari_nlcl.cluster.iter_computed`)."""
+    cluster (:func:`napari_nlcl.inference.cluster.iter_computed`)."""
     lazy = [i for i, d in enumerate(datas) if type(d).__module__.startswith("dask")]
     computed = None
     if lazy:
-        from .cluster import iter_computed
+        from napari_nlcl.inference.cluster import iter_computed
 
         computed = iter_computed([datas[i] for i in lazy], indices)
     for idx in indices:

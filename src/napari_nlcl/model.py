@@ -54,7 +54,7 @@ class ModelInfo:
         Free-form JSON-serialisable settings the network was built with.
     auto_bfloat16
         Whether ``precision="auto"`` may run the network in bfloat16 on a CPU with native
-        bfloat16 (:mod:`napari_nlcl.precision`).  Set it False where that costs quality or
+        bfloat16 (:mod:`napari_nlcl.inference.precision`).  Set it False where that costs quality or
         gains no speed; an explicit ``precision="bfloat16"`` still applies.
     """
 

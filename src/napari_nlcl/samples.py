@@ -42,7 +42,7 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
 
 def hazy_scene() -> Sample:
     """The launch pad under synthetic haze (depth: sky far, ground near)."""
-    from .synth import add_haze, random_depth
+    from napari_nlcl.synth import add_haze, random_depth
 
     clean = _rocket()
     depth = random_depth(clean.shape[:2], rng=7, ramp=0.8, smoothness=0.2)
@@ -51,7 +51,7 @@ def hazy_scene() -> Sample:
 
 
 def _rain_frame(index: int) -> np.ndarray:
-    from .synth import add_rain
+    from napari_nlcl.synth import add_rain
 
     rainy, _ = add_rain(
         _rocket(), density=0.012, angle=-12.0, length=22, width=1.0, opacity=0.6, layers=2,
@@ -101,7 +101,7 @@ def translation_domains() -> tuple[np.ndarray, np.ndarray]:
     """
     from skimage import data
 
-    from .synth import film_look
+    from napari_nlcl.synth import film_look
 
     left, right = [], []
     for name in TRANSLATION_PHOTOS:
@@ -137,7 +137,7 @@ SAMPLES: dict[str, Callable[[], Sample]] = {
 
 def write_samples(folder: str | os.PathLike) -> list[Path]:
     """Write the single-image samples as PNG files into ``folder``."""
-    from .io import write_image
+    from napari_nlcl.io import write_image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

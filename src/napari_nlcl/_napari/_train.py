@@ -14,7 +14,7 @@ layer are updated.  Nothing napari-side is touched from the worker thread.
 * Reset drops the trainer and frees the GPU's cached memory.
 
 The task list, the data inputs and the "advanced" loss weights all come from
-the recipe registry (``napari_nlcl.engine``): a recipe registered tomorrow
+the recipe registry (``napari_nlcl.training.engine``): a recipe registered tomorrow
 appears here without changes to this file.
 """
 
@@ -39,9 +39,9 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from ._widgets import (
-    _notify_error,
-    _notify_info,
+from napari_nlcl._napari._widgets import (
+    notify_error,
+    notify_info,
     confirm,
     fit_narrow_docks,
     follow_viewer,
@@ -102,10 +102,10 @@ class TrainWidget(Container):
     """Fine-tune or train a model on layers or folders, with live loss and preview."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_nlcl.engine import recipe_names
-        from napari_nlcl.data import MIN_CROP
+        from napari_nlcl.training.engine import recipe_names
+        from napari_nlcl.training.data import MIN_CROP
         from napari_nlcl.inference import available_devices
-        from napari_nlcl.precision import PRECISIONS
+        from napari_nlcl.inference.precision import PRECISIONS
 
         super().__init__(labels=False)
         # the form scrolls inside the dock, so the widget fits a 1280x800 screen (napari docks
@@ -164,7 +164,7 @@ class TrainWidget(Container):
         self.export_button = PushButton(text="Export")
         self.delete_button = PushButton(text="Delete")
 
-        from ._plot import LossPlot, attach_to
+        from napari_nlcl._napari._plot import LossPlot, attach_to
 
         self.plot = LossPlot()
         self.quality_plot = LossPlot(log_y=False)
@@ -192,7 +192,7 @@ class TrainWidget(Container):
         from qtpy.QtCore import Qt
         from qtpy.QtWidgets import QFrame, QScrollArea
 
-        from ._plot import wrap_native
+        from napari_nlcl._napari._plot import wrap_native
 
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -260,7 +260,7 @@ class TrainWidget(Container):
 
     # ------------------------------------------------------------------ recipe-driven parts
     def _recipe_cls(self):
-        from napari_nlcl.engine import recipe_class
+        from napari_nlcl.training.engine import recipe_class
 
         return recipe_class(self.task_combo.value)
 
@@ -373,7 +373,7 @@ class TrainWidget(Container):
         unless you change them); "scratch" shows the recipe's defaults."""
         import dataclasses
 
-        from napari_nlcl.engine import recipe_config_of
+        from napari_nlcl.training.engine import recipe_config_of
 
         start = self.start_combo.value
         if start is not None:
@@ -405,7 +405,7 @@ class TrainWidget(Container):
     # ------------------------------------------------------------------ building a run
     def _data(self):
         """The chosen sources as ``RandomCrops`` plus the recipe-config overrides."""
-        from napari_nlcl.data import ImageSource, RandomCrops
+        from napari_nlcl.training.data import ImageSource, RandomCrops
 
         cls = self._recipe_cls()
         sources = {}
@@ -448,7 +448,7 @@ class TrainWidget(Container):
                 pass
 
     def _build_trainer(self):
-        from napari_nlcl.engine import Trainer, TrainConfig
+        from napari_nlcl.training.engine import Trainer, TrainConfig
 
         data, settings = self._data()
         config = TrainConfig(
@@ -480,7 +480,7 @@ class TrainWidget(Container):
         try:
             trainer = self._build_trainer()
         except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-            _notify_error(f"cannot start training: {exc}")
+            notify_error(f"cannot start training: {exc}")
             return None
         self._release()
         self.trainer = trainer
@@ -554,7 +554,7 @@ class TrainWidget(Container):
         if getattr(self, "_docked", False) and self.native.parent() is None and self._worker is not None:
             self._docked = False  # the dock was closed: stop after this step instead of training unseen
             self._worker.quit()
-            _notify_info(f"training stopped at step {event.step}: the Train widget was closed")
+            notify_info(f"training stopped at step {event.step}: the Train widget was closed")
         if event.kind == "step":
             self.plot.add_point(event.step, event.losses)
             self.progress.max = max(event.total, 1)
@@ -588,7 +588,7 @@ class TrainWidget(Container):
     def _on_error(self, exc: BaseException) -> None:
         exc = original_error(exc)
         hint = memory_hint(exc) and " (out of memory: lower the batch size or the crop size, or train on the CPU)"
-        _notify_error(f"training failed: {exc}{hint}")
+        notify_error(f"training failed: {exc}{hint}")
         self._failed = True
         tr = self.trainer
         saved = "" if tr is None or tr.saved_step is None else f"; the checkpoint holds step {tr.saved_step}"
@@ -629,9 +629,9 @@ class TrainWidget(Container):
             ckpt = self.trainer.save()
             path = library.save_model(ckpt, name, overwrite=True)
         except (ValueError, OSError) as exc:
-            _notify_error(f"cannot save: {exc}")
+            notify_error(f"cannot save: {exc}")
             return None
-        _notify_info(f"saved {name!r} to {path.parent}")
+        notify_info(f"saved {name!r} to {path.parent}")
         self.status.value = f"saved as {name!r}"
         return path
 
@@ -639,28 +639,29 @@ class TrainWidget(Container):
         """Apply the current model to the whole first data layer (lazily for dask stacks)."""
         import copy
 
-        from napari_nlcl.inference import _is_dask, predict
+        from napari_nlcl.checks import is_dask
+        from napari_nlcl.inference import predict
 
         if self.trainer is None or self._worker is not None:
             return None
         layer = next((c.value for c, _ in self._source_widgets.values() if c.value is not None), None)
         if layer is None:
-            _notify_error("choose a data layer to apply the model to")
+            notify_error("choose a data layer to apply the model to")
             return None
         model = copy.deepcopy(self.trainer.model).cpu().eval()  # the weight average, if the run keeps one
         name = f"{layer.name} {self.task_combo.value} (trained)"
         try:
-            if _is_dask(layer.data):
+            if is_dask(layer.data):
                 result = predict(layer.data, model, device="cpu")  # lazy: planes computed on view
                 return self._put_layer(name, result, layer)
             worker = predict_worker(layer.data, model, {"device": self.device_combo.value,
                                                         "precision": self.precision_combo.value})
             worker.returned.connect(lambda out: self._put_layer(name, out, layer))
-            worker.errored.connect(lambda exc: _notify_error(f"apply failed: {original_error(exc)}"))
+            worker.errored.connect(lambda exc: notify_error(f"apply failed: {original_error(exc)}"))
             worker.start()
             return worker
         except (ValueError, TypeError) as exc:
-            _notify_error(str(exc))
+            notify_error(str(exc))
             return None
 
     def _put_layer(self, name: str, data: Any, like: Any) -> None:
@@ -678,11 +679,11 @@ class TrainWidget(Container):
                 raise FileNotFoundError(f"choose a model file (.pt) to import, got {path}")
             return library.save_model(path, Path(path).stem)
         except (ValueError, OSError) as exc:
-            _notify_error(f"cannot import: {exc}")
+            notify_error(f"cannot import: {exc}")
             return None
 
     def export_model(self, *_: Any):
-        from napari_nlcl.engine import export_model
+        from napari_nlcl.training.engine import export_model
 
         src = self.library_combo.value
         dst = self.export_path.value
@@ -693,7 +694,7 @@ class TrainWidget(Container):
                 raise ValueError("choose the file to export to (ending in .pt) in 'export to'")
             return export_model(src, dst)
         except (ValueError, OSError) as exc:
-            _notify_error(f"cannot export: {exc}")
+            notify_error(f"cannot export: {exc}")
             return None
 
     def delete_model(self, *_: Any) -> None:
@@ -701,11 +702,11 @@ class TrainWidget(Container):
 
         src = self.library_combo.value
         if src is None:
-            _notify_error("select one of my models to delete")
+            notify_error("select one of my models to delete")
             return
         if not confirm(self, f"Delete the model {Path(src).stem!r} from your library? This cannot be undone."):
             return
         try:
             library.remove_model(Path(src).stem)
         except (ValueError, OSError) as exc:
-            _notify_error(f"cannot delete: {exc}")
+            notify_error(f"cannot delete: {exc}")

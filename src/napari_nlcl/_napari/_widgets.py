@@ -32,7 +32,7 @@ VALUE_RANGES = {"contrast limits": "limits", "data type": None, "each plane": "p
 OUTPUT_SUFFIX = {"dehaze": "dehazed", "derain": "derained", "translate": "translated"}
 
 
-def _notify_error(message: str) -> None:
+def notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
@@ -75,7 +75,7 @@ def _smallest_tile(task: str, method: Any) -> int | None:
     return _SMALLEST_TILE[key]
 
 
-def _notify_info(message: str) -> None:
+def notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 
     show_info(message)
@@ -204,8 +204,8 @@ class TaskWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_nlcl.inference import DEFAULT_TILE, available_devices
-        from napari_nlcl.methods import registry
-        from napari_nlcl.precision import PRECISIONS
+        from napari_nlcl import registry
+        from napari_nlcl.inference.precision import PRECISIONS
 
         super().__init__(labels=True)
         self._viewer = viewer
@@ -329,7 +329,7 @@ class TaskWidget(Container):
     def _prepare(self):
         """Validate the selection in the main thread; return (layer, model, kwargs)."""
         from napari_nlcl.api import load_model
-        from napari_nlcl.inference import check_inputs
+        from napari_nlcl.checks import check_inputs
 
         layer = self.layer_combo.value
         if layer is None:
@@ -356,22 +356,22 @@ class TaskWidget(Container):
     # ------------------------------------------------------------------ actions
     def run(self, *_: Any):
         """Process the selected layer; returns the worker (or None when lazy/failed)."""
-        from napari_nlcl.inference import _is_dask
+        from napari_nlcl.checks import is_dask
 
         if self._worker is not None:
             return None
         try:
             layer, model, kwargs = self._prepare()
         except (ValueError, TypeError, OSError) as exc:  # OSError: a missing model file
-            _notify_error(str(exc))
+            notify_error(str(exc))
             return None
-        if _is_dask(layer.data) and self.lazy_check.value:
+        if is_dask(layer.data) and self.lazy_check.value:
             from napari_nlcl.inference import predict
 
             try:
                 result = predict(layer.data, model, **kwargs)
             except (ValueError, TypeError) as exc:
-                _notify_error(str(exc))
+                notify_error(str(exc))
                 return None
             from napari_nlcl.inference import shared_planes
 
@@ -416,7 +416,7 @@ class TaskWidget(Container):
 
         def returned(result: Any) -> None:
             if docked and self.native.parent() is None:  # the dock was closed while it ran
-                _notify_info(f"{self.task}: the widget was closed before the run ended; nothing was added")
+                notify_info(f"{self.task}: the widget was closed before the run ended; nothing was added")
                 return
             handle(result)
 
@@ -444,7 +444,7 @@ class TaskWidget(Container):
     def _on_error(self, exc: BaseException) -> None:
         exc = original_error(exc)
         self.status.value = "failed; layers unchanged"
-        _notify_error(f"{self.task} failed: {exc}{memory_hint(exc)}")
+        notify_error(f"{self.task} failed: {exc}{memory_hint(exc)}")
 
     def _on_finished(self) -> None:
         self._worker = None
@@ -496,12 +496,12 @@ class TaskWidget(Container):
 
             lazy = predict(da.asarray(layer.data), model, **kwargs)  # rechunked to planes there
         except (ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
-            _notify_error(str(exc))
+            notify_error(str(exc))
             return None
 
         def done(written: Path) -> None:
             self.status.value = f"saved {written}"
-            _notify_info(f"saved {written}")
+            notify_info(f"saved {written}")
 
         return self._start(generator_worker(iter_write(path, lazy, rgb=layer.rgb)), layer, on_done=done)
 
@@ -531,10 +531,10 @@ class DerainWidget(TaskWidget):
         super()._show_result(layer, result)
         name = f"{layer.name} rain"
         if self.rain_check.value:
-            from napari_nlcl.api import _difference
+            from napari_nlcl.inference.intensity import residual
 
             new = name not in self._viewer.layers
-            self._put_layer(name, _difference(layer.data, result), layer)
+            self._put_layer(name, residual(layer.data, result), layer)
             rain = self._viewer.layers[name]
             lo, hi = layer.contrast_limits  # rain is faint: show it at twice the input's contrast
             rain.contrast_limits = (lo, lo + (hi - lo) / 2)
@@ -587,7 +587,7 @@ class TranslateWidget(TaskWidget):
         try:
             load_model(path, task="translate")  # a clear message now rather than at Run
         except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-            _notify_error(f"cannot use {path.name}: {exc}")
+            notify_error(f"cannot use {path.name}: {exc}")
             return
         self.method_combo.reset_choices()
         self.method_combo.value = str(path)

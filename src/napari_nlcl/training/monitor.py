@@ -68,7 +68,7 @@ class ProxyPairs:
     @torch.no_grad()
     def score(self, net: nn.Module, precision: Any = None) -> float:
         """Mean PSNR (dB) of ``net`` on the pairs; ``precision`` (a resolved
-        :class:`napari_nlcl.precision.Precision`, e.g. the trainer's) sets autocast and layout."""
+        :class:`napari_nlcl.inference.precision.Precision`, e.g. the trainer's) sets autocast and layout."""
         import contextlib
 
         device = next((p.device for p in net.parameters()), torch.device("cpu"))

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .inference import select_device
-from .precision import resolve as resolve_precision
+from napari_nlcl import __version__
+from napari_nlcl.inference import select_device
+from napari_nlcl.inference.precision import resolve as resolve_precision
 
 CHECKPOINT_FORMAT = "napari-nlcl-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -76,7 +76,7 @@ class TrainConfig:
     grad_clip: float | None = None
     amp: bool = False
     device: str = "auto"
-    #: arithmetic of the training steps (:mod:`napari_nlcl.precision`): "auto" is bfloat16
+    #: arithmetic of the training steps (:mod:`napari_nlcl.inference.precision`): "auto" is bfloat16
     #: autocast on CPUs with native bfloat16 (about twice the steps per second), else float32;
     #: "float16" (CUDA) adds loss scaling; the weights and optimiser state stay float32
     precision: str = "auto"
@@ -118,7 +118,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0 (0 = off), got {v!r}")
         if not (isinstance(self.minutes, (int, float)) and self.minutes >= 0 and math.isfinite(self.minutes)):
             raise ValueError(f"minutes is a time budget >= 0 (0 = none), got {self.minutes!r}")
-        from .precision import check as check_precision
+        from napari_nlcl.inference.precision import check as check_precision
 
         self.precision = check_precision(self.precision)
 
@@ -193,7 +193,7 @@ class Recipe:
 
     @classmethod
     def data_options(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Extra :class:`~napari_nlcl.data.RandomCrops` arguments for recipe settings ``settings``
+        """Extra :class:`~napari_nlcl.training.data.RandomCrops` arguments for recipe settings ``settings``
         (e.g. random zooms in single-image translation); none by default."""
         return {}
 
@@ -266,14 +266,14 @@ class Recipe:
 
     def build_monitor(self, data: Any, *, seed: int = 0) -> Any:
         """A quality monitor (``score(net) -> float``, higher is better; see
-        :mod:`napari_nlcl.monitor`) built from ``data`` and the current networks at the
+        :mod:`napari_nlcl.training.monitor`) built from ``data`` and the current networks at the
         start of a run, or None when the recipe has none for its mode."""
         return None
 
     @torch.no_grad()
     def preview(self, image: np.ndarray) -> np.ndarray:
         """Apply the current model to one image (numpy in, numpy out)."""
-        from .inference import predict
+        from napari_nlcl.inference import predict
 
         model = self.inference_model()
         was_training = model.training
@@ -561,7 +561,7 @@ class Trainer:
     ----------
     recipe : Recipe
     data : RandomCrops or an iterable of batch dicts
-        A :class:`napari_nlcl.data.RandomCrops` is checkpointed with its RNG
+        A :class:`napari_nlcl.training.data.RandomCrops` is checkpointed with its RNG
         state, so resuming draws the same crops.
     config : TrainConfig
     checkpoint : path, optional
@@ -714,7 +714,7 @@ class Trainer:
     # monitor ---------------------------------------------------------------------
     def _evaluate(self) -> Any:
         """Score the current weights (their average, if kept) and update the best; returns a MonitorScore."""
-        from .monitor import MonitorScore
+        from napari_nlcl.training.monitor import MonitorScore
 
         with self.averaged_weights():
             score = float(self.monitor.score(self.recipe.inference_model(), precision=self.precision))
@@ -799,7 +799,7 @@ class Trainer:
         if device is not None:
             train_cfg.device = device
         if precision is not None:
-            from .precision import check as check_precision
+            from napari_nlcl.inference.precision import check as check_precision
 
             train_cfg.precision = check_precision(precision)
         recipe, _ = load_recipe(path, device=select_device(train_cfg.device), averaged=False)
@@ -898,7 +898,7 @@ class Trainer:
         self.elapsed = float(payload.get("elapsed", 0.0))
         stored = payload.get("monitor")
         if stored:
-            from .monitor import ProxyPairs
+            from napari_nlcl.training.monitor import ProxyPairs
 
             self.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255)
             self.monitor_history = [tuple(x) for x in json.loads(stored["history"])]
@@ -1040,6 +1040,6 @@ class Trainer:
         return history
 
 
-register_recipe("dehaze", "napari_nlcl.recipes.dehaze:DehazeRecipe")
-register_recipe("derain", "napari_nlcl.recipes.derain:DerainRecipe")
-register_recipe("translate", "napari_nlcl.recipes.translate:TranslateRecipe")
+register_recipe("dehaze", "napari_nlcl.training.dehaze:DehazeRecipe")
+register_recipe("derain", "napari_nlcl.training.derain:DerainRecipe")
+register_recipe("translate", "napari_nlcl.training.translate:TranslateRecipe")

@@ -105,7 +105,7 @@ register(
     MethodSpec(
         name="default",
         task="dehaze",
-        factory="napari_nlcl.methods.aecr:default_model",
+        factory="napari_nlcl.nets.aecr:default_model",
         description="AECR-Net-style network trained by napari-nlcl on synthetic haze (RGB): "
                     "transmission and airlight, inverted through the scattering model",
         options=(Option("t_min", DEHAZE_T_MIN, 0.02, 0.5, "min transmission (t_min)", 0.01,
@@ -119,7 +119,7 @@ register(
     MethodSpec(
         name="dcp",
         task="dehaze",
-        factory="napari_nlcl.methods.dcp:DarkChannelPrior",
+        factory="napari_nlcl.classical.dcp:DarkChannelPrior",
         description="Dark Channel Prior (He et al. 2009): no training, any number of channels",
         options=(
             Option("omega", 0.95, 0.5, 1.0, "strength (omega)", 0.01,
@@ -138,7 +138,7 @@ register(
     MethodSpec(
         name="default",
         task="derain",
-        factory="napari_nlcl.methods.nlcl:default_model",
+        factory="napari_nlcl.nets.derain:default_model",
         description="NLCL background generator (U-Net) trained by napari-nlcl: synthetic rain, then "
                     "unsupervised NLCL on real rain (RGB)",
     )
@@ -149,7 +149,7 @@ register(
     MethodSpec(
         name="directional",
         task="derain",
-        factory="napari_nlcl.methods.rain_classic:classic_derainer",
+        factory="napari_nlcl.classical.directional:classic_derainer",
         description="Directional morphological layer separation: no training, any channels "
                     "(classical baseline)",
         options=(
@@ -172,7 +172,7 @@ register(
     MethodSpec(
         name="default",
         task="translate",
-        factory="napari_nlcl.methods.translate:default_model",
+        factory="napari_nlcl.nets.translate:default_model",
         description="example CUT translator trained by napari-nlcl: photo to the project's film look "
                     "(RGB; train your own with the Train widget)",
     )

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import ModelInfo
+from napari_nlcl.model import ModelInfo
 
 ARCHS = ("unet", "resnet")
 OUTPUTS = ("background", "rain")
@@ -153,7 +153,7 @@ class VeilNet(nn.Module):
 
     def thumbnail_veil(self, th: torch.Tensor) -> torch.Tensor:
         """Veil at the thumbnail's resolution from the thumbnail ``(B, C, h, w)``."""
-        from .dcp import min_filter
+        from napari_nlcl.classical.dcp import min_filter
 
         b, _, h, w = th.shape
         m = th.amin(1, keepdim=True)
@@ -273,7 +273,7 @@ class DerainNet(nn.Module):
     # ------------------------------------------------------------------ forward
     def dark_cue(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` smoothed dark channel of ``x`` in [0, 1] (see ``dark_radius``)."""
-        from .dcp import box_filter, min_filter
+        from napari_nlcl.classical.dcp import box_filter, min_filter
 
         r = self.config.dark_radius
         return box_filter(min_filter(x.amin(dim=1, keepdim=True), 2 * r + 1), r)
@@ -424,7 +424,7 @@ def build(preset_name: str = "fast", output: str = "background", **overrides: An
 
 def default_model(**_ignored: Any) -> DerainNet:
     """The shipped default derainer's background generator (trained by this project; see the README)."""
-    from ..engine import load_shipped_model
+    from napari_nlcl.training.engine import load_shipped_model
 
     return load_shipped_model(DEFAULT_WEIGHTS, name="default (NLCL U-Net)", what="deraining")
 

@@ -42,9 +42,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..contrastive.losses import ContrastiveRegularization, cr_warmup_weight
-from ..engine import Recipe
-from ..methods.aecr import DEFAULT_WEIGHTS, AECRNet, preset
+from napari_nlcl.contrastive.losses import ContrastiveRegularization, cr_warmup_weight
+from napari_nlcl.training.engine import Recipe
+from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 
 MODES = ("synthetic", "paired", "unsupervised")
 ANCHORS = ("auto", "teacher", "dcp")
@@ -216,7 +216,7 @@ class DehazeRecipe(Recipe):
     @property
     def cr(self) -> ContrastiveRegularization:
         if self._cr is None:
-            from ..contrastive.encoders import load_encoder
+            from napari_nlcl.contrastive.encoders import load_encoder
 
             enc = load_encoder(self.config.encoder).to(self.device)
             self._cr = ContrastiveRegularization(enc, normalize=self.config.cr_normalize).to(self.device)
@@ -225,7 +225,7 @@ class DehazeRecipe(Recipe):
 
     def _dcp_target(self, hazy: torch.Tensor) -> torch.Tensor:
         if self._dcp is None:
-            from ..methods.dcp import DarkChannelPrior
+            from napari_nlcl.classical.dcp import DarkChannelPrior
 
             self._dcp = DarkChannelPrior().to(self.device).eval()
         with torch.no_grad():
@@ -329,14 +329,14 @@ class DehazeRecipe(Recipe):
 
 @torch.no_grad()
 def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0):
-    """:class:`~napari_nlcl.monitor.ProxyPairs`: clean photo crops ``C`` hazed as ``C t + A (1 - t)``
+    """:class:`~napari_nlcl.training.monitor.ProxyPairs`: clean photo crops ``C`` hazed as ``C t + A (1 - t)``
     with the transmission ``t`` and airlight ``A`` that ``net`` estimates on the user's hazy
     frames ``source`` (whole frames, so the airlight sees the whole plane; the Dark Channel
     Prior's estimates for a network without a physics output)."""
     import numpy as np
 
-    from ..methods.dcp import dark_channel, estimate_airlight
-    from ..monitor import ProxyPairs, photo_crops
+    from napari_nlcl.classical.dcp import dark_channel, estimate_airlight
+    from napari_nlcl.training.monitor import ProxyPairs, photo_crops
 
     rng = np.random.default_rng(seed)
     device = next(net.parameters()).device

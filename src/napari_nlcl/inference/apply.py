@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-import warnings
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
@@ -30,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from .model import ModelInfo
-from .precision import resolve as resolve_precision
+from napari_nlcl.checks import check_finite_plane, check_inputs, is_dask
+from napari_nlcl.inference.devices import is_oom, select_device, shrink_tile_after_oom
+from napari_nlcl.inference.intensity import from_model_channels, from_unit, plane_range, to_model_channels
+from napari_nlcl.inference.precision import resolve as resolve_precision
+from napari_nlcl.model import ModelInfo
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
 DEFAULT_TILE = 1024
-MIN_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -50,233 +50,18 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- device
-def available_devices() -> list[str]:
-    """Device strings usable here, best first, always ending with ``"cpu"``."""
-    import torch
-
-    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        devices.append("mps")
-    devices.append("cpu")
-    return devices
-
-
-def select_device(device: Any = "auto"):
-    """Resolve ``"auto"`` (CUDA, then Apple MPS, then CPU) or honour an explicit device."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device(available_devices()[0])
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found"
-        )
-    if dev.type == "mps" and not (
-        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    ):
-        raise ValueError(f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'")
-    return dev
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 # --------------------------------------------------------------------------- validation
-def _is_dask(image: Any) -> bool:
-    try:
-        import dask.array as da
-    except ImportError:  # pragma: no cover - dask is a dependency
-        return False
-    return isinstance(image, da.Array)
-
-
-def check_model(model: Any) -> ModelInfo:
-    info = getattr(model, "info", None)
-    if not isinstance(info, ModelInfo) or not callable(model):
-        raise TypeError(
-            "model must be a torch module with an `info: ModelInfo` attribute "
-            "(for example napari_nlcl.load_model('dcp')), "
-            f"got {type(model).__name__}"
-        )
-    return info
-
-
-#: with channel_axis="auto", a trailing axis this short (and not 3 or 4) is refused as ambiguous
-AMBIGUOUS_TRAILING = 16
-
-
-def resolve_channel_axis(shape: tuple[int, ...], channel_axis: Any) -> int | None:
-    """Normalise ``channel_axis``; ``"auto"`` means a trailing axis of 3 or 4 is RGB(A).
-
-    A short trailing axis of another length (2, 5, ... 16 entries, much shorter
-    than the axis before it) is refused with ``"auto"``: it is far more likely
-    channels than an image a few pixels wide, and guessing either way would
-    process the data along the wrong axis.
-    """
-    ndim = len(shape)
-    if isinstance(channel_axis, str) and channel_axis == "auto":
-        if ndim >= 3 and shape[-1] in (3, 4):
-            return ndim - 1
-        if ndim >= 3 and shape[-1] <= AMBIGUOUS_TRAILING and shape[-2] >= 4 * shape[-1]:
-            # (H, W, 2), (96, 96, 16): channels, or planes a few pixels wide? never guess
-            raise ValueError(
-                f"the last axis of shape {tuple(shape)} has only {shape[-1]} entries: if these are "
-                "channels, pass channel_axis=-1; if they really are image columns, pass channel_axis=None"
-            )
-        return None
-    if channel_axis is None:
-        return None
-    if not isinstance(channel_axis, (int, np.integer)):
-        raise TypeError(f"channel_axis must be an int, None or 'auto', got {channel_axis!r}")
-    if not -ndim <= channel_axis < ndim:
-        raise ValueError(f"channel_axis={channel_axis} is out of range for an image with {ndim} axes")
-    return int(channel_axis) % ndim
-
-
-def validate_image(image: Any, info: ModelInfo, channel_axis: Any) -> int | None:
-    """Check type, dtype, shape and size; return the resolved channel axis."""
-    if not (isinstance(image, np.ndarray) or _is_dask(image)):
-        if isinstance(image, (list, tuple)) and image and all(
-                isinstance(level, np.ndarray) or _is_dask(level) for level in image):
-            raise TypeError(
-                "got a list of arrays (a multiscale image?); pass a single numpy or dask array, "
-                "e.g. the first (full-resolution) level"
-            )
-        if isinstance(image, (list, tuple)):
-            raise TypeError(f"got a Python {type(image).__name__}; pass a numpy or dask array, "
-                            "e.g. numpy.asarray(your_data, dtype=numpy.float32)")
-        raise TypeError(f"image must be a numpy or dask array, got {type(image).__name__}")
-    dtype = np.dtype(image.dtype)
-    if dtype.type not in SUPPORTED_DTYPES:
-        raise TypeError(
-            f"unsupported dtype {dtype}; supported: uint8, uint16, int16, float16/32/64. "
-            f"Convert first, e.g. image.astype(np.float32)"
-        )
-    if image.ndim < 2:
-        raise ValueError(f"image must have at least 2 dimensions (height, width), got shape {image.shape}")
-    if any(s == 0 for s in image.shape):
-        raise ValueError(f"image is empty (shape {image.shape})")
-    axis = resolve_channel_axis(tuple(image.shape), channel_axis)
-    if image.ndim - (axis is not None) < 2:
-        raise ValueError(
-            f"image of shape {image.shape} with channel_axis={axis} has no 2-D plane; "
-            "pass channel_axis=None for a grayscale image"
-        )
-    h, w = _plane_hw(image.shape, axis)
-    if min(h, w) < info.min_size:
-        raise ValueError(
-            f"image planes are {h}x{w} px but {info.name} needs at least "
-            f"{info.min_size}x{info.min_size}; upscale or pad the image"
-        )
-    if axis is not None:
-        c = image.shape[axis]
-        if info.in_channels not in (None, 1, c) and not (info.in_channels == 3 and c in (1, 4)):
-            raise ValueError(
-                f"{info.name} expects {info.in_channels} channels but the image has {c} "
-                f"along axis {axis}; select channels or set channel_axis"
-            )
-    return axis
-
-
-def _plane_hw(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
-    spatial = [s for i, s in enumerate(shape) if i != axis]
-    return spatial[-2], spatial[-1]
-
-
-def check_inputs(
-    image: Any, model: Any, *, channel_axis: Any, tile: int, overlap: int | None, batch_size: int
-) -> tuple[ModelInfo, int | None, int, int, int]:
-    """Every check :func:`predict` makes before computing anything.
-
-    Returns ``(info, channel_axis, tile, overlap, batch_size)`` with the axis
-    resolved and the default overlap filled in.  Widgets call it in the main
-    thread so bad input is reported before a worker starts.
-    """
-    info = check_model(model)
-    axis = validate_image(image, info, channel_axis)
-    tile, overlap, batch_size = _check_tiling_args(
-        info, tile, overlap, batch_size, _plane_hw(image.shape, axis)
-    )
-    return info, axis, tile, overlap, batch_size
-
-
-def _check_finite(plane: np.ndarray) -> None:
-    if plane.dtype.kind == "f" and not np.isfinite(plane).all():
-        raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
 
 
 # --------------------------------------------------------------------------- intensity
-def _plane_range(plane: np.ndarray, value_range: Any) -> tuple[float, float]:
-    if value_range is not None and value_range != "plane":
-        lo, hi = (float(v) for v in value_range)
-        if not hi > lo:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
-        return lo, hi
-    if value_range is None and plane.dtype.kind in "ui":
-        limits = np.iinfo(plane.dtype)
-        return float(limits.min), float(limits.max)
-    lo, hi = float(plane.min()), float(plane.max())
-    if value_range is None and lo >= 0.0 and hi <= 1.0:
-        return 0.0, 1.0
-    if hi <= lo:
-        hi = lo + 1.0  # constant plane: any range maps it back to itself
-    return lo, hi
-
-
-def _from_unit(x: np.ndarray, lo: float, hi: float, dtype: np.dtype) -> np.ndarray:
-    y = np.clip(x, 0.0, 1.0) * (hi - lo) + lo
-    if dtype.kind in "ui":
-        return np.rint(y).astype(dtype)
-    return y.astype(dtype)
 
 
 # --------------------------------------------------------------------------- channels
-def _to_model_channels(x, info: ModelInfo):
-    """``(C, H, W)`` image tensor -> ``(N, C_model, H, W)`` batch, plus how to undo it."""
-    c = x.shape[0]
-    want = info.in_channels
-    if want is None or want == c:
-        return x[None], "same"
-    if want == 3 and c == 1:
-        return x.expand(3, -1, -1)[None], "gray_from_rgb"
-    if want == 1:
-        return x[:, None], "per_channel"
-    raise ValueError(f"{info.name} expects {want} channels, the image has {c}")
-
-
-def _from_model_channels(y, mode: str, c: int):
-    if mode == "same":
-        y = y[0]
-    elif mode == "gray_from_rgb":
-        y = y[0].mean(dim=0, keepdim=True)
-    else:  # per_channel
-        y = y[:, 0]
-    if y.shape[0] != c:  # e.g. a translator that outputs RGB for a gray image
-        if c == 1:
-            y = y.mean(dim=0, keepdim=True)
-        else:
-            raise ValueError(f"model returned {y.shape[0]} channels for a {c}-channel image")
-    return y
 
 
 # --------------------------------------------------------------------------- plane
-def default_overlap(info: ModelInfo) -> int:
-    """Overlap that makes tiling exact for ``info``: twice the halo plus slack."""
-    m = info.size_multiple
-    return -(-(2 * info.halo + 8) // m) * m
 
 
 def _iter_plane(
@@ -294,11 +79,11 @@ def _iter_plane(
     """One ``(H, W)`` or ``(H, W, C)`` plane through the model; yields tiles done."""
     import torch
 
-    from .tiling import iter_tiled_apply
+    from napari_nlcl.inference.tiling import iter_tiled_apply
 
-    _check_finite(plane)
+    check_finite_plane(plane)
     dtype = plane.dtype
-    lo, hi = _plane_range(plane, value_range)
+    lo, hi = plane_range(plane, value_range)
     has_channels = plane.ndim == 3
     arr = plane.astype(np.float32)
     if not has_channels:
@@ -312,7 +97,7 @@ def _iter_plane(
     vlo, vhi = info.value_range
     x = x * (vhi - vlo) + vlo
 
-    batch0, mode = _to_model_channels(x, info)
+    batch0, mode = to_model_channels(x, info)
     n = batch0.shape[0]
     globals_: dict[str, Any] = {}
     estimate = getattr(model, "estimate_globals", None)
@@ -347,13 +132,13 @@ def _iter_plane(
         )
         done += tiles
         outs.append(yi)
-    y = _from_model_channels(torch.stack(outs), mode, c)
+    y = from_model_channels(torch.stack(outs), mode, c)
     y = ((y - vlo) / (vhi - vlo)).numpy().transpose(1, 2, 0)
     if alpha is not None:
         y = np.concatenate([y, alpha], axis=-1)
     if not has_channels:
         y = y[..., 0]
-    return _from_unit(y, lo, hi, dtype)
+    return from_unit(y, lo, hi, dtype)
 
 
 def _is_map(v, plane) -> bool:
@@ -365,7 +150,7 @@ def _tile_windows(v, tiles, multiple: int):
     """Each tile's window of a plane-sized global map, padded as the tile batch is."""
     import torch
 
-    from .tiling import pad_to_multiple
+    from napari_nlcl.inference.tiling import pad_to_multiple
 
     return torch.cat([pad_to_multiple(v[:, :, t.y0:t.y1, t.x0:t.x1], multiple) for t in tiles])
 
@@ -388,7 +173,7 @@ def _offset(gen: Generator[int, None, Any], offset: int) -> Generator[int, None,
 
 
 def _count(x, tile: int, overlap: int, info: ModelInfo) -> int:
-    from .tiling import count_tiles
+    from napari_nlcl.inference.tiling import count_tiles
 
     return count_tiles(x.shape[-2], x.shape[-1], tile=tile, overlap=overlap, multiple=info.size_multiple)
 
@@ -417,7 +202,7 @@ def iter_predict(
     (``result = yield from iter_predict(...)``), so a GUI worker can report
     progress and stop between tiles.  Arguments as in :func:`predict`.
     """
-    if _is_dask(image):
+    if is_dask(image):
         raise TypeError("iter_predict takes a numpy array; use predict() for dask arrays")
     info, axis, tile, overlap, batch_size = check_inputs(
         image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, batch_size=batch_size
@@ -436,7 +221,7 @@ def iter_predict(
     c_eff = 3 if (c == 4 and info.in_channels in (3, 1)) else c
     n_planes = int(np.prod(lead)) if lead else 1
 
-    from .tiling import count_tiles
+    from napari_nlcl.inference.tiling import count_tiles
 
     while True:
         try:
@@ -461,49 +246,10 @@ def iter_predict(
                     yield Progress(done, total)
             break
         except Exception as exc:  # noqa: BLE001 - re-raised unless it is an OOM
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
-            tile = _shrink_after_oom(exc, dev, tile, overlap, info)
+            tile = shrink_tile_after_oom(exc, dev, tile, overlap, info)
     return out if axis is None else np.moveaxis(out, -1, axis)
-
-
-def _shrink_after_oom(exc: BaseException, dev, tile: int, overlap: int, info: ModelInfo) -> int:
-    import torch
-
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-    new_tile = -(-(tile // 2) // info.size_multiple) * info.size_multiple
-    floor = max(MIN_TILE, overlap + info.size_multiple, info.min_size)
-    if tile <= floor or new_tile < floor:
-        raise MemoryError(
-            f"out of memory on {dev} even with {tile} px tiles; use device='cpu', "
-            "a smaller batch_size or a smaller model"
-        ) from exc
-    msg = f"out of memory on {dev} with {tile} px tiles; retrying with {new_tile} px tiles"
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
-    log.warning(msg)
-    return new_tile
-
-
-def _check_tiling_args(
-    info: ModelInfo, tile: int, overlap: int | None, batch_size: int,
-    plane_hw: tuple[int, int] | None = None,
-):
-    if not isinstance(tile, (int, np.integer)) or tile < 1:
-        raise ValueError(f"tile must be a positive integer (pixels), got {tile!r}")
-    if overlap is None:
-        overlap = default_overlap(info)
-    if not isinstance(overlap, (int, np.integer)) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
-    needs_tiles = plane_hw is None or max(plane_hw) > tile
-    if tile <= overlap and needs_tiles:
-        raise ValueError(
-            f"tile ({tile} px) must be larger than the overlap ({overlap} px); "
-            f"{info.name} needs an overlap of {default_overlap(info)} px for seamless tiles"
-        )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(tile), int(overlap), int(batch_size)
 
 
 def _run_numpy(
@@ -563,7 +309,7 @@ def predict(
     progress : callable, optional
         Called with a :class:`Progress` after each batch of tiles (numpy only).
     precision : {"auto", "float32", "bfloat16", "float16"}
-        Arithmetic of the network (:mod:`napari_nlcl.precision`): ``"auto"`` runs bfloat16
+        Arithmetic of the network (:mod:`napari_nlcl.inference.precision`): ``"auto"`` runs bfloat16
         autocast on CPUs with native bfloat16 where the model allows it
         (``ModelInfo.auto_bfloat16``), else float32.
 
@@ -585,7 +331,7 @@ def predict(
         channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
         batch_size=batch_size, amp=amp, value_range=value_range, precision=precision,
     )
-    if _is_dask(image):
+    if is_dask(image):
         return _predict_dask(image, model, **kwargs)
     return _run_numpy(image, model, progress, **kwargs)
 
@@ -603,7 +349,7 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
     n_lead = moved.ndim - plane_ndim
     chunks = (1,) * n_lead + tuple(moved.shape[n_lead:])
     moved = moved.rechunk(chunks)
-    from .cluster import task_model
+    from napari_nlcl.inference.cluster import task_model
 
     # a name for the model that travels once per worker, not a copy in every task (cluster.py)
     fn = partial(_run_block, channel_axis=None if axis is None else -1, **kwargs)
@@ -616,8 +362,8 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
 
 
 def _run_block(block: np.ndarray, model: Any, **kwargs: Any) -> np.ndarray:
-    """One block of a lazy result: the model named by the task (:mod:`napari_nlcl.cluster`)."""
-    from .cluster import resolve
+    """One block of a lazy result: the model named by the task (:mod:`napari_nlcl.inference.cluster`)."""
+    from napari_nlcl.inference.cluster import resolve
 
     return _run_numpy(block, resolve(model), **kwargs)
 

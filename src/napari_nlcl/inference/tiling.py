@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_nlcl.model import ModelInfo
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -177,3 +179,9 @@ def iter_tiled_apply(
 def count_tiles(height: int, width: int, *, tile: int, overlap: int, multiple: int = 1) -> int:
     tile = _round_up(max(tile, multiple), multiple)
     return len(plan_tiles(height, width, tile=tile, overlap=overlap, multiple=multiple))
+
+
+def default_overlap(info: ModelInfo) -> int:
+    """Overlap that makes tiling exact for ``info``: twice the halo plus slack."""
+    m = info.size_multiple
+    return -(-(2 * info.halo + 8) // m) * m

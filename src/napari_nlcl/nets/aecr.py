@@ -8,7 +8,7 @@ Layout (the paper's, generalised to any number of scales)::
 
 * **FA block** (feature attention, from FFA-Net): ``conv-ReLU-(+x)-conv``,
   channel attention, pixel attention, ``+ x``.
-* **DCN**: a modulated deformable 3x3 convolution (:mod:`napari_nlcl.ops`).
+* **DCN**: a modulated deformable 3x3 convolution (:mod:`napari_nlcl.nets.layers`).
 * **Adaptive mixup**: ``sigmoid(w) * skip + (1 - sigmoid(w)) * up`` with one
   learned scalar ``w`` per skip, so the mixing weight stays in (0, 1).
 * Output, two kinds (``AECRConfig.output``):
@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import ModelInfo
-from ..ops import DeformConv2d, full_precision
-from ..tiling import pad_to_multiple
-from .dcp import dark_channel, estimate_airlight, guided_filter, min_filter
+from napari_nlcl.model import ModelInfo
+from napari_nlcl.nets.layers import DeformConv2d, full_precision
+from napari_nlcl.inference.tiling import pad_to_multiple
+from napari_nlcl.classical.dcp import dark_channel, estimate_airlight, guided_filter, min_filter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dehaze_default.pt"
@@ -456,10 +456,10 @@ def default_model(t_min: float | None = None) -> AECRNet:
     """The shipped default dehazer (trained by this project; see the README).
 
     ``t_min`` overrides the floor of the transmission (the stored one is
-    :data:`~napari_nlcl.methods.registry.DEHAZE_T_MIN`): higher keeps more haze in
+    :data:`~napari_nlcl.registry.DEHAZE_T_MIN`): higher keeps more haze in
     the distance and in skies, lower removes more and amplifies noise there.
     """
-    from ..engine import load_shipped_model
+    from napari_nlcl.training.engine import load_shipped_model
 
     model = load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net physics)", what="dehazing")
     if t_min is not None:

@@ -37,7 +37,7 @@ contrast cannot be won by telling the domains apart.
 Fixes of what users of the released code hit: the MLP heads exist before
 the optimiser (they are built from a probe pass, not on the first batch), any
 number of channels in and out, whole large images at inference through the
-tiled engine (see :mod:`napari_nlcl.methods.translate` for how instance norm
+tiled engine (see :mod:`napari_nlcl.nets.translate` for how instance norm
 is kept seamless), and inference needs only the source domain.
 """
 
@@ -50,11 +50,11 @@ from typing import Any
 
 import torch
 
-from ..contrastive.encoders import FeatureExtractor, ProjectionHeads
-from ..contrastive.losses import lsgan_loss, patch_nce
-from ..contrastive.samplers import sample_locations
-from ..engine import Recipe
-from ..methods.translate import DEFAULT_WEIGHTS, TranslateNet, discriminator, preset
+from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
+from napari_nlcl.contrastive.losses import lsgan_loss, patch_nce
+from napari_nlcl.contrastive.samplers import sample_locations
+from napari_nlcl.training.engine import Recipe
+from napari_nlcl.nets.translate import DEFAULT_WEIGHTS, TranslateNet, discriminator, preset
 
 MODES = ("cut", "fastcut", "single")
 NEGATIVES = ("auto", "image", "batch", "domain")
@@ -118,7 +118,7 @@ class TranslateConfig:
 
 
 def _channels(data: Any, name: str) -> int:
-    from ..data import ImageSource
+    from napari_nlcl.training.data import ImageSource
 
     src = data if isinstance(data, ImageSource) else ImageSource(data, name=name)
     return src.channels

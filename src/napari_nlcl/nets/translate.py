@@ -30,7 +30,7 @@ Instance norm and tiles
     planes up to ``stats_pixels`` (tested).
 
 :class:`PatchDiscriminator` (the 70x70 PatchGAN of pix2pix/CUT, LSGAN) is the
-one of :mod:`napari_nlcl.methods.nlcl`.
+one of :mod:`napari_nlcl.nets.derain`.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import ModelInfo
-from ..ops import ReflectConv2d, full_precision, reflect_pad
-from ..tiling import pad_to_multiple
-from .nlcl import PatchDiscriminator
+from napari_nlcl.model import ModelInfo
+from napari_nlcl.nets.layers import ReflectConv2d, full_precision, reflect_pad
+from napari_nlcl.inference.tiling import pad_to_multiple
+from napari_nlcl.nets.derain import PatchDiscriminator
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "translate_default.pt"
 
@@ -359,7 +359,7 @@ def discriminator(preset_name: str, in_channels: int, ndf: int | None = None) ->
 
 def default_model(**_ignored: Any) -> TranslateNet:
     """The shipped example translator (photo -> the project's "film" style, see the README)."""
-    from ..engine import load_shipped_model
+    from napari_nlcl.training.engine import load_shipped_model
 
     return load_shipped_model(DEFAULT_WEIGHTS, name="default (photo to film look)", what="translation")
 

@@ -31,10 +31,11 @@ def _to_float01(plane: np.ndarray, keep_all: bool = False) -> np.ndarray:
 
     A fourth channel is taken as alpha and dropped unless ``keep_all``.
     """
-    from .inference import _check_finite, _plane_range
+    from napari_nlcl.checks import check_finite_plane
+    from napari_nlcl.inference.intensity import plane_range
 
-    _check_finite(plane)
-    lo, hi = _plane_range(plane, None)
+    check_finite_plane(plane)
+    lo, hi = plane_range(plane, None)
     out = (plane.astype(np.float32) - lo) / (hi - lo)
     if out.ndim == 2:
         out = out[None]
@@ -68,7 +69,7 @@ class ImageSource:
 
     def __init__(self, data: Any, *, rgb: bool | None = None, channel_axis: int | None = None,
                  cache: int = 4, name: str = "data"):
-        from .inference import SUPPORTED_DTYPES
+        from napari_nlcl.checks import SUPPORTED_DTYPES
 
         self.name = name
         self.multichannel = channel_axis is not None
@@ -92,7 +93,7 @@ class ImageSource:
             self._init_files([Path(d) for d in data], rgb, f"{name}: {len(data)} image files")
             return
         if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-            from .io import list_images
+            from napari_nlcl.io import list_images
 
             files = list_images(data)
             if not files:
@@ -101,7 +102,7 @@ class ImageSource:
             self._init_files(files, rgb, f"{name}: {Path(data)} ({len(files)} images)")
             return
         if isinstance(data, (str, os.PathLike)):
-            from .io import read_image
+            from napari_nlcl.io import read_image
 
             self.description = f"{name}: {Path(data)}"
             data = read_image(data)
@@ -144,8 +145,8 @@ class ImageSource:
         self.frame_shape = tuple(self._frames.shape[1:3])
 
     def _init_files(self, files: list[Path], rgb: bool | None, description: str) -> None:
-        from .inference import SUPPORTED_DTYPES
-        from .io import _imread
+        from napari_nlcl.checks import SUPPORTED_DTYPES
+        from napari_nlcl.io import read_file
 
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
@@ -155,7 +156,7 @@ class ImageSource:
         self._list = None
         self._frames = None
         self._blocks = None
-        first = np.asarray(_imread(files[0]))
+        first = np.asarray(read_file(files[0]))
         self._check_dtype(first.dtype, SUPPORTED_DTYPES)
         if rgb is None:  # decided now, the same for every order of the files: colour if any is
             rgb = (first.ndim == 3 and first.shape[-1] in (3, 4)) or any(_is_colour_file(f) for f in files[1:])
@@ -191,9 +192,9 @@ class ImageSource:
             self._cache.move_to_end(index)
             return self._cache[index]
         if self._paths is not None:
-            from .io import _imread
+            from napari_nlcl.io import read_file
 
-            raw = _imread(self._paths[index])
+            raw = read_file(self._paths[index])
             if self.rgb and (raw.ndim != 3 or raw.shape[-1] not in (3, 4)):
                 raw = np.repeat(raw[..., None], 3, -1) if raw.ndim == 2 else raw
             elif not self.rgb and raw.ndim == 3:
@@ -229,9 +230,9 @@ def _is_colour_file(path: Path) -> bool:
                 return True
     except Exception:  # noqa: BLE001 - a format PIL cannot open (many TIFFs): read it instead
         pass
-    from .io import _imread
+    from napari_nlcl.io import read_file
 
-    arr = np.asarray(_imread(path))
+    arr = np.asarray(read_file(path))
     return arr.ndim == 3 and arr.shape[-1] in (3, 4)
 
 

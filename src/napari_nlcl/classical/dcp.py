@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napari_nlcl.checks import check_float, check_int, check_tensor_image
 from napari_nlcl.model import ModelInfo
 
 __all__ = [
@@ -99,48 +100,7 @@ _MIN_AIRLIGHT = 1e-3
 # --------------------------------------------------------------------------
 
 
-def _check_image(x: Any, name: str = "x", channels: int | None = None) -> None:
-    """Raise a clear error unless ``x`` is a float tensor ``(B, C, H, W)``."""
-    if not isinstance(x, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}; "
-            "convert numpy arrays with torch.from_numpy(a).float() and add batch/channel axes"
-        )
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating point tensor with values in [0, 1], got dtype {x.dtype}; "
-            "pass e.g. x.float() / 255 for uint8 images"
-        )
-    if x.ndim != 4:
-        raise ValueError(
-            f"{name} must have shape (B, C, H, W), got shape {tuple(x.shape)}; "
-            "add missing axes with x[None] (batch) or x[:, None] (channel)"
-        )
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)}")
-    if x.shape[-1] < 1 or x.shape[-2] < 1:
-        raise ValueError(f"{name} must have non-empty height and width, got shape {tuple(x.shape)}")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_float(value: Any, name: str, lo: float, hi: float, lo_open: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    ok = (lo < v if lo_open else lo <= v) and v <= hi
-    if not ok or math.isnan(v):
-        bracket = "(" if lo_open else "["
-        raise ValueError(f"{name} must lie in {bracket}{lo}, {hi}], got {value!r}")
-    return v
-
-
-def _working(x: Tensor) -> Tensor:
+def upcast_half(x: Tensor) -> Tensor:
     """Upcast half precision to float32 (pooling and variances need it)."""
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.float()
@@ -177,8 +137,8 @@ def box_filter(x: Tensor, radius: int) -> Tensor:
     (~1e-12) far below float32 resolution, so the result for a pixel does not
     depend on where the image was cropped, which keeps tiled inference exact.
     """
-    _check_image(x)
-    radius = _check_int(radius, "radius", 0)
+    check_tensor_image(x)
+    radius = check_int(radius, "radius", 0)
     if radius == 0:
         return x.clone()
     k = 2 * radius + 1
@@ -186,7 +146,7 @@ def box_filter(x: Tensor, radius: int) -> Tensor:
     # one extra leading row/column of padding: the running sum then starts
     # with the value just *before* each window, and window sums are
     # differences of running sums k apart
-    w = F.pad(_working(x), (radius + 1, radius, radius + 1, radius), mode="replicate").to(acc)
+    w = F.pad(upcast_half(x), (radius + 1, radius, radius + 1, radius), mode="replicate").to(acc)
     w = w.cumsum(dim=-2)
     w = w[..., k:, :] - w[..., :-k, :]
     w = w.cumsum(dim=-1)
@@ -202,11 +162,11 @@ def min_filter(x: Tensor, size: int) -> Tensor:
     element-wise minima of shifted views (window doubling), several times faster on the
     CPU than ``max_pool2d`` (which also computes indices) and exactly the same minimum.
     """
-    _check_image(x)
-    size = _check_int(size, "size", 1)
+    check_tensor_image(x)
+    size = check_int(size, "size", 1)
     if size == 1:
         return x.clone()
-    w = _working(x)
+    w = upcast_half(x)
     lo, hi = size // 2, (size - 1) // 2
     w = F.pad(w, (lo, hi, lo, hi), mode="replicate")
     w = _running_min(w, size, -2)
@@ -233,8 +193,8 @@ def dark_channel(x: Tensor, patch: int = DEFAULT_PATCH) -> Tensor:
     The minimum is taken over all ``C`` channels, so grayscale (``C = 1``)
     and multi-channel images work alike.
     """
-    _check_image(x)
-    patch = _check_int(patch, "patch", 1)
+    check_tensor_image(x)
+    patch = check_int(patch, "patch", 1)
     return min_filter(x.amin(dim=1, keepdim=True), patch)
 
 
@@ -259,17 +219,17 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
     Tensor
         ``q = mean(a) * guide + mean(b)``, shape and dtype of ``src``.
     """
-    _check_image(guide, "guide", channels=1)
-    _check_image(src, "src")
+    check_tensor_image(guide, "guide", channels=1)
+    check_tensor_image(src, "src")
     if guide.shape[0] != src.shape[0] or guide.shape[-2:] != src.shape[-2:]:
         raise ValueError(
             "guide and src must share batch size, height and width, got "
             f"guide {tuple(guide.shape)} and src {tuple(src.shape)}"
         )
-    radius = _check_int(radius, "radius", 0)
-    eps = _check_float(eps, "eps", 0.0, math.inf, lo_open=True)
+    radius = check_int(radius, "radius", 0)
+    eps = check_float(eps, "eps", 0.0, math.inf, lo_open=True)
     out_dtype = src.dtype
-    g, p = _working(guide), _working(src)
+    g, p = upcast_half(guide), upcast_half(src)
     common = torch.promote_types(g.dtype, p.dtype)
     g, p = g.to(common), p.to(common)
     c = p.shape[1]
@@ -312,11 +272,11 @@ def estimate_airlight(x: Tensor, dark: Tensor | None = None, top: float = DEFAUL
     top
         Fraction in ``(0, 1]`` of dark-channel pixels to use (He: 0.1 %).
     """
-    _check_image(x)
-    top = _check_float(top, "top", 0.0, 1.0, lo_open=True)
+    check_tensor_image(x)
+    top = check_float(top, "top", 0.0, 1.0, lo_open=True)
     if dark is None:
         dark = dark_channel(x)
-    _check_image(dark, "dark", channels=1)
+    check_tensor_image(dark, "dark", channels=1)
     if dark.shape[0] != x.shape[0] or dark.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"dark must have shape (B, 1, H, W) matching x {tuple(x.shape)}, got {tuple(dark.shape)}"
@@ -325,7 +285,7 @@ def estimate_airlight(x: Tensor, dark: Tensor | None = None, top: float = DEFAUL
     n = max(1, int(top * h * w))
     idx = dark.reshape(b, h * w).topk(n, dim=1).indices  # (B, n)
     pix = x.reshape(b, c, h * w).gather(2, idx[:, None, :].expand(b, c, n))
-    return _working(pix).mean(dim=2).to(x.dtype)
+    return upcast_half(pix).mean(dim=2).to(x.dtype)
 
 
 def _airlight_map(airlight: Any, x: Tensor) -> Tensor:
@@ -373,9 +333,9 @@ def transmission(
     ``airlight`` is a scalar, ``(C,)``, ``(B, C)`` or ``(B, C, 1, 1)``.
     ``omega < 1`` keeps a little haze for depth perception (He: 0.95).
     """
-    _check_image(x)
-    omega = _check_float(omega, "omega", 0.0, 1.0)
-    w = _working(x)
+    check_tensor_image(x)
+    omega = check_float(omega, "omega", 0.0, 1.0)
+    w = upcast_half(x)
     a = _airlight_map(airlight, w)
     return (1.0 - omega * dark_channel(w / a, patch)).to(x.dtype)
 
@@ -403,13 +363,13 @@ def _resolve(
     airlight: Any,
     top: float,
 ) -> tuple[Tensor, Tensor, int, float, float, int, float]:
-    _check_image(x)
-    patch = _check_int(patch, "patch", 1)
-    omega = _check_float(omega, "omega", 0.0, 1.0)
-    t0 = _check_float(t0, "t0", 0.0, 1.0, lo_open=True)
-    radius = _check_int(radius, "radius", 0)
-    eps = _check_float(eps, "eps", 0.0, math.inf, lo_open=True)
-    w = _working(x)
+    check_tensor_image(x)
+    patch = check_int(patch, "patch", 1)
+    omega = check_float(omega, "omega", 0.0, 1.0)
+    t0 = check_float(t0, "t0", 0.0, 1.0, lo_open=True)
+    radius = check_int(radius, "radius", 0)
+    eps = check_float(eps, "eps", 0.0, math.inf, lo_open=True)
+    w = upcast_half(x)
     if airlight is None:
         airlight = estimate_airlight(w, dark_channel(w, patch), top=top)
     a = _airlight_map(airlight, w)
@@ -473,8 +433,8 @@ def dcp_receptive_field(patch: int = DEFAULT_PATCH, radius: int = DEFAULT_RADIUS
     without.  ``receptive_field // 2 = patch // 2 + 2 * radius`` is the halo
     a tile needs on each side for exact results.
     """
-    patch = _check_int(patch, "patch", 1)
-    radius = _check_int(radius, "radius", 0)
+    patch = check_int(patch, "patch", 1)
+    radius = check_int(radius, "radius", 0)
     return patch + 4 * radius if refine else patch
 
 
@@ -508,12 +468,12 @@ class DarkChannelPrior(nn.Module):
         refine: bool = True,
     ) -> None:
         super().__init__()
-        self.patch = _check_int(patch, "patch", 1)
-        self.omega = _check_float(omega, "omega", 0.0, 1.0)
-        self.t0 = _check_float(t0, "t0", 0.0, 1.0, lo_open=True)
-        self.radius = _check_int(radius, "radius", 0)
-        self.eps = _check_float(eps, "eps", 0.0, math.inf, lo_open=True)
-        self.top = _check_float(top, "top", 0.0, 1.0, lo_open=True)
+        self.patch = check_int(patch, "patch", 1)
+        self.omega = check_float(omega, "omega", 0.0, 1.0)
+        self.t0 = check_float(t0, "t0", 0.0, 1.0, lo_open=True)
+        self.radius = check_int(radius, "radius", 0)
+        self.eps = check_float(eps, "eps", 0.0, math.inf, lo_open=True)
+        self.top = check_float(top, "top", 0.0, 1.0, lo_open=True)
         self.refine = bool(refine)
         self.info = ModelInfo(
             task="dehaze",
@@ -547,8 +507,8 @@ class DarkChannelPrior(nn.Module):
         an integer factor ``s`` first, and the dark-channel patch shrunk to
         ``round(patch / s)`` so it covers about the same scene area.
         """
-        _check_image(x)
-        w = _working(x)
+        check_tensor_image(x)
+        w = upcast_half(x)
         h, wd = w.shape[-2:]
         patch = self.patch
         if h * wd > self.airlight_max_pixels:
@@ -563,7 +523,7 @@ class DarkChannelPrior(nn.Module):
 
     def forward(self, x: Tensor, airlight: Any = None) -> Tensor:
         """Dehazed ``x`` (same shape and dtype), clamped to ``[0, 1]``."""
-        _check_image(x)
+        check_tensor_image(x)
         return dehaze_dcp(
             x,
             patch=self.patch,
@@ -582,7 +542,7 @@ class DarkChannelPrior(nn.Module):
         This is the map used by :meth:`forward` *before* the ``t0`` floor,
         clamped to ``[0, 1]`` (the guided filter may overshoot slightly).
         """
-        _check_image(x)
+        check_tensor_image(x)
         w, a, patch, omega, _, radius, eps = _resolve(
             x, self.patch, self.omega, self.t0, self.radius, self.eps, self._airlight(x, airlight), self.top
         )

@@ -106,7 +106,7 @@ Limitations
 * Only thin, bright, straight streaks of one direction are removed.  Rain
   accumulation -- the veil or mist that heavy synthetic and real rain adds
   -- is not removed (a dehazer such as
-  :mod:`napari_nlcl.methods.dcp` is the classical tool for it), nor are wide
+  :mod:`napari_nlcl.classical.dcp` is the classical tool for it), nor are wide
   (> ``width``), blurred, out-of-focus streaks or rain drops on the lens.
 * Thin bright grey structures parallel to the rain (poles, cables, specular
   edges, text strokes) are removed as well, and dark lines are untouched
@@ -132,7 +132,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_nlcl.methods.dcp import _check_float, _check_image, _check_int, _working, box_filter
+from napari_nlcl.checks import check_finite_tensor, check_float, check_int, check_tensor_image
+from napari_nlcl.classical.dcp import box_filter, upcast_half
 from napari_nlcl.model import ModelInfo
 
 __all__ = [
@@ -170,13 +171,6 @@ _QUANTILE_SAMPLES = 2**20  # at most this many pixels for the quantile
 # --------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------
-
-
-def _check_finite(x: Tensor, name: str = "x") -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(
-            f"{name} contains NaN or infinite values; replace them first (e.g. torch.nan_to_num)"
-        )
 
 
 def _check_angle_value(value: float, limit: float, name: str = "angle") -> float:
@@ -223,11 +217,11 @@ def horizontal_opening(x: Tensor, width: int) -> Tensor:
     element, so the result is a true opening (``opening(x) <= x``, idempotent)
     also for even ``width``.  Depends on ``width - 1`` columns each side.
     """
-    _check_image(x)
-    width = _check_int(width, "width", 1)
+    check_tensor_image(x)
+    width = check_int(width, "width", 1)
     if width == 1:
         return x.clone()
-    w = _working(x)
+    w = upcast_half(x)
     lo, hi = width // 2, (width - 1) // 2
     e = -F.max_pool2d(F.pad(-w, (lo, hi, 0, 0), mode="replicate"), kernel_size=(1, width), stride=1)
     d = F.max_pool2d(F.pad(e, (hi, lo, 0, 0), mode="replicate"), kernel_size=(1, width), stride=1)
@@ -318,10 +312,10 @@ def line_mean(x: Tensor, length: float, angle: Any) -> Tensor:
         borders are replicate-padded.  Translation invariant (a shear, not a
         rotation), so tiled evaluation is exact.
     """
-    _check_image(x)
-    length = _check_float(length, "length", 1.0, math.inf)
+    check_tensor_image(x)
+    length = check_float(length, "length", 1.0, math.inf)
     angles = _angles(angle, x.shape[0])
-    return _per_angle(_line_mean_one, _working(x), length, angles).to(x.dtype)
+    return _per_angle(_line_mean_one, upcast_half(x), length, angles).to(x.dtype)
 
 
 def line_opening(x: Tensor, length: float, angle: Any) -> Tensor:
@@ -335,10 +329,10 @@ def line_opening(x: Tensor, length: float, angle: Any) -> Tensor:
     only up to that interpolation (combine with ``torch.minimum(x, ...)``
     where ``<= x`` matters).  Parameters as in :func:`line_mean`.
     """
-    _check_image(x)
-    length = _check_float(length, "length", 1.0, math.inf)
+    check_tensor_image(x)
+    length = check_float(length, "length", 1.0, math.inf)
     angles = _angles(angle, x.shape[0])
-    return _per_angle(_line_opening_one, _working(x), length, angles).to(x.dtype)
+    return _per_angle(_line_opening_one, upcast_half(x), length, angles).to(x.dtype)
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -352,7 +346,7 @@ def _grey(x: Tensor) -> Tensor:
 
 
 def _clipped_tophat(x: Tensor, width: int) -> Tensor:
-    t = white_tophat(_grey(_working(x)), width)
+    t = white_tophat(_grey(upcast_half(x)), width)
     flat = t.reshape(t.shape[0], -1)
     step = max(1, flat.shape[1] // _QUANTILE_SAMPLES)
     sample = flat[:, ::step]
@@ -431,10 +425,10 @@ def estimate_rain_angle(
     image size; callers with very large planes should pass a crop
     (:meth:`DirectionalDerain.estimate_globals` does).
     """
-    _check_image(x)
-    _check_finite(x)
-    width = _check_int(width, "width", 1)
-    max_angle = _check_float(max_angle, "max_angle", 0.0, MAX_LINE_ANGLE)
+    check_tensor_image(x)
+    check_finite_tensor(x)
+    width = check_int(width, "width", 1)
+    max_angle = check_float(max_angle, "max_angle", 0.0, MAX_LINE_ANGLE)
     t = _clipped_tophat(x, width)
     radius = _ANGLE_LAGS + int(math.ceil(3 * _ANGLE_SMOOTH)) + 1
     win = _autocorr_window(t, radius)
@@ -456,10 +450,10 @@ def estimate_rain_angle(
 
 
 def _resolve(x: Tensor, width: int, length: float, contrast: float, angle: Any, max_angle: float):
-    _check_image(x)
-    width = _check_int(width, "width", 1)
-    length = _check_float(length, "length", 2.0, math.inf)
-    contrast = _check_float(contrast, "contrast", 0.0, math.inf)
+    check_tensor_image(x)
+    width = check_int(width, "width", 1)
+    length = check_float(length, "length", 2.0, math.inf)
+    contrast = check_float(contrast, "contrast", 0.0, math.inf)
     if angle is None:
         angle = estimate_rain_angle(x, width, max_angle)
     return width, length, contrast, _angles(angle, x.shape[0])
@@ -519,7 +513,7 @@ def rain_layer(
         exceeds the channel minimum of ``x``, so ``x - R >= 0``.
     """
     width, length, contrast, angles = _resolve(x, width, length, contrast, angle, max_angle)
-    w = _working(x)
+    w = upcast_half(x)
     t = white_tophat(_grey(w), width)
     body = torch.minimum(t, line_opening(t, _opening_length(length), angles))
     if contrast > 0:
@@ -544,9 +538,9 @@ def derain_directional(
     (fraction of the estimated rain layer removed; 0 returns ``x``).
     Returns a tensor of the shape and dtype of ``x``.
     """
-    strength = _check_float(strength, "strength", 0.0, 1.0)
+    strength = check_float(strength, "strength", 0.0, 1.0)
     r = rain_layer(x, angle, width=width, length=length, contrast=contrast, max_angle=max_angle)
-    return (_working(x) - strength * _working(r)).clamp(0.0, 1.0).to(x.dtype)
+    return (upcast_half(x) - strength * upcast_half(r)).clamp(0.0, 1.0).to(x.dtype)
 
 
 def directional_receptive_field(width: int = DEFAULT_WIDTH, length: float = DEFAULT_LENGTH) -> int:
@@ -559,8 +553,8 @@ def directional_receptive_field(width: int = DEFAULT_WIDTH, length: float = DEFA
     the box ``length // 2`` and the directional opening (erosion then
     dilation over ``length / 2`` pixels) ``2 * ceil(length / 4)``.
     """
-    width = _check_int(width, "width", 1)
-    length = _check_float(length, "length", 2.0, math.inf)
+    width = check_int(width, "width", 1)
+    length = check_float(length, "length", 2.0, math.inf)
     reach = max(
         int(math.ceil(length / 2.0)),
         _box_radius(length),
@@ -617,11 +611,11 @@ class DirectionalDerain(nn.Module):
         max_angle: float = DEFAULT_MAX_ANGLE,
     ) -> None:
         super().__init__()
-        self.strength = _check_float(strength, "strength", 0.0, 1.0)
-        self.width = _check_int(width, "width", 1)
-        self.length = _check_float(length, "length", 2.0, math.inf)
-        self.contrast = _check_float(contrast, "contrast", 0.0, math.inf)
-        self.max_angle = _check_float(max_angle, "max_angle", 0.0, MAX_LINE_ANGLE)
+        self.strength = check_float(strength, "strength", 0.0, 1.0)
+        self.width = check_int(width, "width", 1)
+        self.length = check_float(length, "length", 2.0, math.inf)
+        self.contrast = check_float(contrast, "contrast", 0.0, math.inf)
+        self.max_angle = check_float(max_angle, "max_angle", 0.0, MAX_LINE_ANGLE)
         self.info = ModelInfo(
             task="derain",
             name="Directional morphological derain",
@@ -648,7 +642,7 @@ class DirectionalDerain(nn.Module):
     def estimate_globals(self, x: Tensor) -> dict[str, Tensor]:
         """``{"angle": (B,)}``: the streak angle in degrees, estimated on the
         whole plane ``x`` (its central ``angle_max_side`` square when larger)."""
-        _check_image(x)
+        check_tensor_image(x)
         h, w = x.shape[-2:]
         s = self.angle_max_side
         if h > s or w > s:
@@ -662,8 +656,8 @@ class DirectionalDerain(nn.Module):
 
     def forward(self, x: Tensor, angle: Any = None) -> Tensor:
         """Derained ``x`` (same shape and dtype), clamped to ``[0, 1]``."""
-        _check_image(x)
-        _check_finite(x)
+        check_tensor_image(x)
+        check_finite_tensor(x)
         return derain_directional(
             x,
             self._angle(x, angle),
@@ -676,8 +670,8 @@ class DirectionalDerain(nn.Module):
 
     def rain_map(self, x: Tensor, angle: Any = None) -> Tensor:
         """The removed layer ``strength * R`` ``(B, 1, H, W)`` (for display)."""
-        _check_image(x)
-        _check_finite(x)
+        check_tensor_image(x)
+        check_finite_tensor(x)
         r = rain_layer(
             x,
             self._angle(x, angle),

@@ -1,7 +1,7 @@
 """Training recipe of the NLCL derainer: synthetic warm start and unsupervised NLCL.
 
 Two generators split a rainy image ``O`` into a background ``B = G_B(O)`` and
-a rain layer ``R = G_R(O)`` (:mod:`napari_nlcl.methods.nlcl`).  Modes
+a rain layer ``R = G_R(O)`` (:mod:`napari_nlcl.nets.derain`).  Modes
 (``DerainConfig.mode``), chosen from the data the user gives:
 
 ``"synthetic"`` (source ``clean``)
@@ -53,9 +53,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..contrastive.encoders import FeatureExtractor, ProjectionHeads
-from ..contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
-from ..contrastive.samplers import (
+from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
+from napari_nlcl.contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
+from napari_nlcl.contrastive.samplers import (
     extract_patches,
     nonlocal_positives,
     patch_embeddings,
@@ -63,8 +63,8 @@ from ..contrastive.samplers import (
     sample_locations,
     scale_coords,
 )
-from ..engine import Recipe
-from ..methods.nlcl import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, preset
+from napari_nlcl.training.engine import Recipe
+from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, preset
 
 MODES = ("synthetic", "nlcl")
 FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")
@@ -227,7 +227,7 @@ def make_rain_bank(n: int, size: int, seed: int = 0, *, kind: str = "streaks") -
     ``kind``: ``"streaks"`` (:func:`streak_params`), ``"sheets"`` (:func:`sheet_params`) or
     ``"drizzle"`` (:func:`drizzle_params`).
     """
-    from ..synth import add_rain
+    from napari_nlcl.synth import add_rain
 
     kinds = {"streaks": streak_params, "sheets": sheet_params, "drizzle": drizzle_params}
     if kind not in kinds:
@@ -383,11 +383,11 @@ def y_psnr(a: np.ndarray, b: np.ndarray) -> float:
 @torch.no_grad()
 def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0,
                        gains: tuple = (1.0,)):
-    """:class:`~napari_nlcl.monitor.ProxyPairs` of clean photo crops carrying the rain ``net``
+    """:class:`~napari_nlcl.training.monitor.ProxyPairs` of clean photo crops carrying the rain ``net``
     finds (``O - B``, clipped at 0) in crops of the user's rainy frames ``source``, scaled by
     each of ``gains`` in turn (a gain below 1 makes light-rain pairs, where removing scene
     detail shows)."""
-    from ..monitor import ProxyPairs, frame_crops, photo_crops
+    from napari_nlcl.training.monitor import ProxyPairs, frame_crops, photo_crops
 
     rng = np.random.default_rng(seed)
     device = next(net.parameters()).device

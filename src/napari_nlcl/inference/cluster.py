@@ -64,7 +64,7 @@ class ModelRef:
     digest: str = ""
 
     def build(self):
-        from . import api
+        from napari_nlcl import api
 
         if self.kind == "method":
             import importlib
@@ -122,7 +122,7 @@ def tag(model: Any, ref: ModelRef | None) -> Any:
 
 def method_ref(name: str, task: str | None, options: dict) -> ModelRef | None:
     """The reference of a registered method with ``options`` (None if they are not JSON)."""
-    from .methods import registry
+    from napari_nlcl import registry
 
     try:
         text = json.dumps(options, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Classical (non-learned) methods: the Dark Channel Prior and directional rain removal."""

@@ -1,1 +1,0 @@
-"""Classical (non-learned) image restoration methods."""

@@ -1,1 +1,0 @@
-"""Training recipes (one module per task), registered by name in :mod:`napari_nlcl.engine`."""
