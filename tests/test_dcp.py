@@ -1,4 +1,5 @@
-"""Tests for the Dark Channel Prior dehazing module (napari_nlcl.classical.dcp)."""
+"""Tests for the Dark Channel Prior dehazing module (napari_nlcl.classical.dcp) and the local
+filters it uses (napari_nlcl.classical.filters)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ skdata = pytest.importorskip("skimage.data")
 
 from napari_nlcl.classical.dcp import (  # noqa: E402
     DarkChannelPrior,
-    box_filter,
     dark_channel,
     dcp_receptive_field,
     dehaze_dcp,
     estimate_airlight,
-    guided_filter,
-    min_filter,
     transmission,
 )
+from napari_nlcl.classical.filters import box_filter, guided_filter, min_filter  # noqa: E402
 from napari_nlcl.model import Model  # noqa: E402
 
 A_TRUE = np.array([0.85, 0.87, 0.90], np.float32)

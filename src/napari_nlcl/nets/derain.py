@@ -153,7 +153,7 @@ class VeilNet(nn.Module):
 
     def thumbnail_veil(self, th: torch.Tensor) -> torch.Tensor:
         """Veil at the thumbnail's resolution from the thumbnail ``(B, C, h, w)``."""
-        from napari_nlcl.classical.dcp import min_filter
+        from napari_nlcl.classical.filters import min_filter
 
         b, _, h, w = th.shape
         m = th.amin(1, keepdim=True)
@@ -273,7 +273,7 @@ class DerainNet(nn.Module):
     # ------------------------------------------------------------------ forward
     def dark_cue(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` smoothed dark channel of ``x`` in [0, 1] (see ``dark_radius``)."""
-        from napari_nlcl.classical.dcp import box_filter, min_filter
+        from napari_nlcl.classical.filters import box_filter, min_filter
 
         r = self.config.dark_radius
         return box_filter(min_filter(x.amin(dim=1, keepdim=True), 2 * r + 1), r)

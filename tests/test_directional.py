@@ -1,4 +1,5 @@
-"""Tests for the classical directional derainer (napari_nlcl.classical.directional)."""
+"""Tests for the classical directional derainer (napari_nlcl.classical.directional) and its
+streak filters and angle estimator (napari_nlcl.classical.streaks)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from napari_nlcl.classical.directional import (  # noqa: E402
     classic_derainer,
     derain_directional,
     directional_receptive_field,
+    rain_layer,
+)
+from napari_nlcl.classical.streaks import (  # noqa: E402
     estimate_rain_angle,
     horizontal_opening,
     line_mean,
     line_opening,
-    rain_layer,
 )
 from napari_nlcl.model import Model  # noqa: E402
 from napari_nlcl.synth import add_rain  # noqa: E402
