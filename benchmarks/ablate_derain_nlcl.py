@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     from train_derain_default import DATA, clean_photos, photos
 
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer
+    from napari_nlcl.training import TrainConfig, Trainer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", type=Path, required=True)

@@ -54,7 +54,7 @@ def evaluate(method, pairs, **kw) -> tuple[float, float]:
 
     ps, ss = [], []
     for _, clear, hazy in pairs:
-        out = hazy if method is None else napari_nlcl.dehaze(hazy, method=method, device="cpu", **kw)
+        out = hazy if method is None else napari_nlcl.dehaze(hazy, model=method, device="cpu", **kw)
         p, s = scores(out, clear)
         ps.append(p)
         ss.append(s)
@@ -76,7 +76,7 @@ def speed_table() -> None:
             ("AECR-Net fast, residual output (untrained weights)", fast, fast, 1024, 3),
             ("AECR-Net paper preset (untrained weights)", paper, paper, 512, 1),
             ("Dark Channel Prior", "dcp", None, 1024, 3)]
-    _speed.speed_table(lambda img, m: napari_nlcl.dehaze(img, method=m, device="cpu"), rows)
+    _speed.speed_table(lambda img, m: napari_nlcl.dehaze(img, model=m, device="cpu"), rows)
 
 
 def main(argv=None) -> int:

@@ -141,7 +141,7 @@ def training(chunks: int, chunk: int) -> None:
                 args = cli.build_parser().parse_args(
                     ["train", *argv, "-o", str(Path(tmp) / f"{i}.pt"), "--checkpoint-every", "0",
                      "--monitor-every", "0", "--steps", "100000", "--precision", prec, "--overwrite"])
-                with _layout(cl, "napari_nlcl.training.engine.resolve_precision"):
+                with _layout(cl, "napari_nlcl.training.trainer.resolve_precision"):
                     runs.append(cli._build_trainer(args).fit_iter())
             best = [0.0] * len(runs)
 

@@ -33,7 +33,7 @@ from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads, 
 from napari_nlcl.contrastive.losses import patch_nce  # noqa: E402
 from napari_nlcl.contrastive.samplers import sample_locations  # noqa: E402
 from napari_nlcl.training.data import RandomCrops  # noqa: E402
-from napari_nlcl.training.engine import Recipe, Trainer, TrainConfig, register_recipe  # noqa: E402
+from napari_nlcl.training import Recipe, Trainer, TrainConfig, register_recipe  # noqa: E402
 from napari_nlcl.model import ModelInfo  # noqa: E402
 
 

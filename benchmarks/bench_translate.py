@@ -77,7 +77,7 @@ def score(model, images: list[np.ndarray]) -> tuple[float, float]:
 def train(args) -> None:
     from napari_nlcl.cli import _parse_option
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer, recipe_class
+    from napari_nlcl.training import TrainConfig, Trainer, recipe_class
 
     settings = {"mode": args.mode, "preset": args.preset, **dict(_parse_option(s) for s in args.set)}
     if args.net:
@@ -137,7 +137,7 @@ def best_time(fn, repeat: int) -> float:
 
 
 def speed(args) -> None:
-    from napari_nlcl.training.engine import build_recipe
+    from napari_nlcl.training import build_recipe
     from napari_nlcl.inference import predict
 
     print("| preset | parameters | GFLOP/MP | s / training iteration, CUT (256 px, batch 1) | "

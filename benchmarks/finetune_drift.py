@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main(argv=None) -> int:
     import napari_nlcl
     from bench_derain import validation_set
-    from napari_nlcl.training.engine import load_recipe
+    from napari_nlcl.training import load_recipe
     from napari_nlcl.training.derain import y_psnr
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

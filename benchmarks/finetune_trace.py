@@ -53,7 +53,7 @@ def task_data(task: str, scratch: Path):
 
 def main(argv=None) -> int:
     from napari_nlcl import cli
-    from napari_nlcl.training.engine import export_model
+    from napari_nlcl.training import export_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task", choices=["derain", "dehaze"])

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None) -> int:
-    from napari_nlcl.training.engine import kept_step, load_recipe, read_checkpoint
+    from napari_nlcl.modelfile import kept_step, read_checkpoint
+    from napari_nlcl.training import load_recipe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task", choices=["derain", "dehaze"])

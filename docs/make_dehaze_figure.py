@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for p in paths:
         hazy = load(p)
-        dcp = napari_nlcl.dehaze(hazy, method="dcp", device="cpu")
-        net = napari_nlcl.dehaze(hazy, method=args.model, device="cpu")
+        dcp = napari_nlcl.dehaze(hazy, model="dcp", device="cpu")
+        net = napari_nlcl.dehaze(hazy, model=args.model, device="cpu")
         rows.append((hazy, dcp, net))
         print(p.name)
     name = "default model (AECR-Net physics)" if args.model == "default" else Path(args.model).name

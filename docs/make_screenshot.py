@@ -10,7 +10,9 @@ import argparse
 import napari
 from qtpy.QtWidgets import QApplication
 
-from napari_nlcl._napari._widgets import DehazeWidget, DerainWidget, TranslateWidget
+from napari_nlcl._napari._dehaze import DehazeWidget
+from napari_nlcl._napari._derain import DerainWidget
+from napari_nlcl._napari._translate import TranslateWidget
 
 TASKS = {"dehaze": (DehazeWidget, "hazy_scene"), "derain": (DerainWidget, "rainy_scene"),
          "translate": (TranslateWidget, "translation_pair")}

@@ -29,7 +29,7 @@ import torch
 from _training_log import fit_branch, run_logged
 
 from napari_nlcl.training.data import RandomCrops
-from napari_nlcl.training.engine import TrainConfig, Trainer, export_model
+from napari_nlcl.training import TrainConfig, Trainer, export_model
 from napari_nlcl.io import read_file, list_images
 from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
 from napari_nlcl.registry import DEHAZE_T_MIN
@@ -62,7 +62,8 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     import time
 
     from napari_nlcl import synth
-    from napari_nlcl.training.engine import load_recipe, save_checkpoint
+    from napari_nlcl.modelfile import save_checkpoint
+    from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.aecr import thumbnail
 
     recipe, payload = load_recipe(path)
@@ -118,7 +119,7 @@ def export_default(src: Path, t_min: float) -> None:
     haze is learnt; the shipped model stores the floor chosen for inference
     (``registry.DEHAZE_T_MIN``, see the README), which changes no weight.
     """
-    from napari_nlcl.training.engine import read_checkpoint, save_checkpoint
+    from napari_nlcl.modelfile import read_checkpoint, save_checkpoint
 
     export_model(src, DEFAULT_WEIGHTS)
     payload = read_checkpoint(DEFAULT_WEIGHTS)

@@ -37,15 +37,8 @@ import torch
 from _training_log import fit_branch, run_logged
 
 from napari_nlcl.training.data import RandomCrops
-from napari_nlcl.training.engine import (
-    TrainConfig,
-    Trainer,
-    build_recipe,
-    export_model,
-    model_networks,
-    read_checkpoint,
-    recipe_config_of,
-)
+from napari_nlcl.modelfile import model_networks, read_checkpoint
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, export_model, recipe_config_of
 from napari_nlcl.inference import select_device
 from napari_nlcl.io import read_file, list_images
 from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, load_grown
@@ -84,7 +77,8 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
 
     import torch.nn.functional as F
 
-    from napari_nlcl.training.engine import load_recipe, save_checkpoint
+    from napari_nlcl.modelfile import save_checkpoint
+    from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.derain import DerainNet
     from napari_nlcl.training.derain import DerainConfig, _gaussian_blur, add_bank_rain, make_rain_bank
 

@@ -22,7 +22,7 @@ def _hazy_astronaut():
 
 def test_dehaze_raises_psnr_on_uint8():
     clean, hazy = _hazy_astronaut()
-    out = napari_nlcl.dehaze(hazy, method="dcp", device="cpu")
+    out = napari_nlcl.dehaze(hazy, model="dcp", device="cpu")
     assert out.dtype == np.uint8 and out.shape == hazy.shape
     before, after = psnr(clean, hazy), psnr(clean, out)
     assert after > before + 5, (before, after)
@@ -31,9 +31,9 @@ def test_dehaze_raises_psnr_on_uint8():
 def test_dehaze_dask_equals_numpy_and_tiling_is_seamless():
     _, hazy = _hazy_astronaut()
     stack = np.stack([hazy, hazy[::-1]])
-    lazy = napari_nlcl.dehaze(da.from_array(stack, chunks=(1, 64, 64, 3)), method="dcp", device="cpu")
-    eager = napari_nlcl.dehaze(stack, method="dcp", device="cpu", tile=4096)
-    tiled = napari_nlcl.dehaze(stack, method="dcp", device="cpu", tile=160)
+    lazy = napari_nlcl.dehaze(da.from_array(stack, chunks=(1, 64, 64, 3)), model="dcp", device="cpu")
+    eager = napari_nlcl.dehaze(stack, model="dcp", device="cpu", tile=4096)
+    tiled = napari_nlcl.dehaze(stack, model="dcp", device="cpu", tile=160)
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), eager)
     assert np.abs(tiled.astype(int) - eager).max() <= 1  # rounding only
@@ -41,11 +41,11 @@ def test_dehaze_dask_equals_numpy_and_tiling_is_seamless():
 
 def test_method_options_reach_the_model():
     _, hazy = _hazy_astronaut()
-    strong = napari_nlcl.dehaze(hazy, method="dcp", omega=0.95, device="cpu")
-    weak = napari_nlcl.dehaze(hazy, method="dcp", omega=0.6, device="cpu")
+    strong = napari_nlcl.dehaze(hazy, model="dcp", omega=0.95, device="cpu")
+    weak = napari_nlcl.dehaze(hazy, model="dcp", omega=0.6, device="cpu")
     assert strong.std() > weak.std()
-    with pytest.raises(TypeError, match="method 'dcp' \(dehaze\) has no option 'colour'"):
-        napari_nlcl.dehaze(hazy, method="dcp", colour="red")
+    with pytest.raises(TypeError, match=r"method 'dcp' \(dehaze\) has no option 'colour'"):
+        napari_nlcl.dehaze(hazy, model="dcp", colour="red")
 
 
 def test_registry_defaults_match_the_models():
@@ -79,8 +79,8 @@ def test_unknown_method_options_are_refused_for_every_method():
     with pytest.raises(TypeError, match="its options: none"):
         napari_nlcl.derain(img, foo=1, device="cpu")
     with pytest.raises(TypeError, match="omega"):
-        napari_nlcl.dehaze(img, method="dcp", omegaa=0.9, device="cpu")
-    assert napari_nlcl.dehaze(img, method="dcp", omega=0.9, device="cpu").shape == img.shape
+        napari_nlcl.dehaze(img, model="dcp", omegaa=0.9, device="cpu")
+    assert napari_nlcl.dehaze(img, model="dcp", omega=0.9, device="cpu").shape == img.shape
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 2), (96, 96, 16), (40, 48, 5)])
@@ -89,8 +89,16 @@ def test_a_short_trailing_axis_is_never_guessed(shape):
 
     img = np.random.default_rng(0).random(shape).astype(np.float32)
     with pytest.raises(ValueError, match="channel_axis=-1"):
-        napari_nlcl.dehaze(img, method="dcp", device="cpu")
-    out = napari_nlcl.dehaze(img, method="dcp", channel_axis=-1, device="cpu")
+        napari_nlcl.dehaze(img, model="dcp", device="cpu")
+    out = napari_nlcl.dehaze(img, model="dcp", channel_axis=-1, device="cpu")
     assert out.shape == shape
     # a stack of planes (short leading axis) and RGB stay automatic
-    assert napari_nlcl.dehaze(np.moveaxis(img, -1, 0), method="dcp", device="cpu").shape[0] == shape[-1]
+    assert napari_nlcl.dehaze(np.moveaxis(img, -1, 0), model="dcp", device="cpu").shape[0] == shape[-1]
+
+
+def test_dehaze_takes_model_like_the_other_tasks_and_method_still_works_with_a_warning():
+    hazy = np.full((32, 32, 3), 0.6, dtype=np.float32)
+    new = napari_nlcl.dehaze(hazy, model="dcp", omega=0.9, device="cpu")
+    with pytest.warns(DeprecationWarning, match="use model="):
+        old = napari_nlcl.dehaze(hazy, method="dcp", omega=0.9, device="cpu")
+    np.testing.assert_array_equal(new, old)

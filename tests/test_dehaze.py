@@ -229,7 +229,7 @@ def _photos():
 
 def test_synthetic_mode_lowers_the_loss():
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer
+    from napari_nlcl.training import TrainConfig, Trainer
 
     torch.manual_seed(0)
     crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=4, seed=0)
@@ -264,7 +264,7 @@ def test_synthetic_haze_follows_the_scattering_model():
 
 
 def test_plan_data_picks_the_mode():
-    from napari_nlcl.training.engine import recipe_class
+    from napari_nlcl.training import recipe_class
 
     cls = recipe_class("dehaze")
     assert cls.plan_data(["clear"]) == ({"mode": "synthetic"}, False)
@@ -275,7 +275,7 @@ def test_plan_data_picks_the_mode():
 
 
 def test_bad_settings_are_refused_clearly():
-    from napari_nlcl.training.engine import build_recipe
+    from napari_nlcl.training import build_recipe
 
     with pytest.raises(ValueError, match="mode must be one of"):
         build_recipe("dehaze", {"mode": "magic"})
@@ -287,7 +287,7 @@ def test_bad_settings_are_refused_clearly():
 
 def _tiny_model_file(tmp_path, steps=3):
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer
+    from napari_nlcl.training import TrainConfig, Trainer
 
     path = tmp_path / "tiny.pt"
     crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=2, seed=0)
@@ -303,7 +303,7 @@ def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path):
     import dask.array as da
 
     from napari_nlcl.training.data import ImageSource, RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer, load_recipe
+    from napari_nlcl.training import TrainConfig, Trainer, load_recipe
 
     start = _tiny_model_file(tmp_path)
     frames = np.stack([synth.add_haze(p[:200, :200], beta=1.2, rng=i)[0] for i, p in enumerate(_photos())])
@@ -335,7 +335,7 @@ def json_meta(payload):
 
 def test_unsupervised_from_scratch_uses_dcp_targets():
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer
+    from napari_nlcl.training import TrainConfig, Trainer
 
     hazy = [synth.add_haze(p, beta=1.0, rng=0)[0] for p in _photos()]
     crops = RandomCrops({"hazy": hazy}, crop=32, batch_size=2, seed=0)
@@ -351,7 +351,7 @@ def test_unsupervised_from_scratch_uses_dcp_targets():
 def test_exported_model_loads_but_cannot_be_resumed(tmp_path):
     from napari_nlcl import load_model
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import Trainer, export_model
+    from napari_nlcl.training import Trainer, export_model
 
     ckpt = _tiny_model_file(tmp_path)
     small = export_model(ckpt, tmp_path / "small.pt")
@@ -396,7 +396,7 @@ def test_default_weights_beat_dcp():
 
     clear, hazy = _synthetic_example()
     learned = napari_nlcl.dehaze(hazy, device="cpu")
-    dcp = napari_nlcl.dehaze(hazy, method="dcp", device="cpu")
+    dcp = napari_nlcl.dehaze(hazy, model="dcp", device="cpu")
     assert _psnr(learned, clear) > _psnr(dcp, clear) + 1  # measured: DCP 24.4, default 26.1 dB
 
 
@@ -405,7 +405,7 @@ def test_default_model_t_min_option():
     import json
 
     import napari_nlcl
-    from napari_nlcl.training.engine import read_checkpoint
+    from napari_nlcl.modelfile import read_checkpoint
     from napari_nlcl.registry import DEHAZE_T_MIN, get
 
     stored = json.loads(read_checkpoint(DEFAULT_WEIGHTS)["config"])["recipe"]["net"]["t_min"]
@@ -506,7 +506,7 @@ def test_finetune_helper_for_the_console(tmp_path):
                                    cr_weight=0.0)
     assert trainer.recipe.config.mode == "unsupervised" and trainer.recipe.has_teacher
     trainer.fit()
-    out = napari_nlcl.dehaze(hazy[0], method=trainer.model, device="cpu")
+    out = napari_nlcl.dehaze(hazy[0], model=trainer.model, device="cpu")
     assert out.shape == hazy[0].shape
     with pytest.raises(ValueError, match="hazy and/or clear"):
         napari_nlcl.finetune("dehaze", {"rainy": hazy})

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nlcl.training.engine import TrainConfig, Trainer, build_recipe, load_recipe
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.nets.derain import (
     DEFAULT_WEIGHTS,
     DerainNet,
@@ -601,7 +601,7 @@ def test_checkpoint_round_trip_is_identical(tmp_path):
                             loaded.networks[name].state_dict().values()):
                 assert torch.equal(a, b)
     # an export can store the settings fine-tuning from it should use; bad ones are refused
-    from napari_nlcl.training.engine import export_model, recipe_config_of
+    from napari_nlcl.training import export_model, recipe_config_of
 
     small = export_model(tmp_path / "m.pt", tmp_path / "s.pt", networks=["gen_b", "gen_r"],
                          settings={"pseudo_clean": 0.5, "transplant_gain": [1, 2]})
@@ -779,7 +779,7 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
     """Fine-tuning on frames that carry no rain (flat noise): with the anchor to the frozen
     start model the output stays close to the start's; without it the model drifts further."""
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import Trainer, TrainConfig
+    from napari_nlcl.training import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     perturb_heads(start)
@@ -814,7 +814,7 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     channels, as at inference; a 2-channel stack is refused before training with a clear message."""
     from napari_nlcl import finetune
     from napari_nlcl.training.data import ImageSource, RandomCrops
-    from napari_nlcl.training.engine import Trainer, TrainConfig
+    from napari_nlcl.training import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     ckpt = tmp_path / "start.pt"
@@ -833,7 +833,7 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
 def test_the_monitor_needs_a_trained_start():
     """Training NLCL from scratch builds no monitor: a random start finds no rain to score with."""
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import Trainer, TrainConfig
+    from napari_nlcl.training import Trainer, TrainConfig
 
     frames = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     t = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),

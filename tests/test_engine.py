@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from napari_nlcl.training.data import ImageSource, RandomCrops
-from napari_nlcl.training.engine import (
-    Trainer,
-    TrainConfig,
-    export_model,
-    load_recipe,
-    read_checkpoint,
-    register_recipe,
-)
+from napari_nlcl.modelfile import read_checkpoint
+from napari_nlcl.training import Trainer, TrainConfig, export_model, load_recipe, register_recipe
 
 register_recipe("toy", "toy_recipe:ToyRecipe")
 
@@ -346,7 +340,7 @@ def _interrupted_train(tmp_path, folder, out, signals, extra=()):
 
     tests = Path(__file__).resolve().parent
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from napari_nlcl.training.engine import register_recipe; "
+            "from napari_nlcl.training import register_recipe; "
             "register_recipe('toy', 'toy_recipe:ToyRecipe'); "
             "from napari_nlcl import cli; sys.exit(cli.main(sys.argv[2:]))")
     args = ["train", "toy", "--data", str(folder), "-o", str(out), "--crop", "32", "--device", "cpu",

@@ -63,7 +63,7 @@ def _run(image, task, method, opts, axis, lazy):
 
     fn = getattr(napari_nlcl, task)
     data = da.from_array(image, chunks=(1,) * (image.ndim - 2) + image.shape[-2:]) if lazy else image
-    kw = {"method" if task == "dehaze" else "model": method}
+    kw = {"model": method}
     out = fn(data, **kw, channel_axis=axis, device="cpu", **opts)
     return np.asarray(out.compute() if lazy else out)
 

@@ -43,9 +43,9 @@ def test_a_renamed_text_file_is_not_an_image_without_plugin_advice(tmp_path):
 
 def test_a_python_list_is_told_apart_from_a_multiscale_list():
     with pytest.raises(TypeError, match="got a Python list; pass a numpy or dask array"):
-        napari_nlcl.dehaze([[0.1] * 64] * 64, method="dcp")
+        napari_nlcl.dehaze([[0.1] * 64] * 64, model="dcp")
     with pytest.raises(TypeError, match="multiscale"):
-        napari_nlcl.dehaze([np.zeros((64, 64)), np.zeros((32, 32))], method="dcp")
+        napari_nlcl.dehaze([np.zeros((64, 64)), np.zeros((32, 32))], model="dcp")
 
 
 def test_a_bad_option_value_names_the_option():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nlcl.training.engine import TrainConfig, Trainer, build_recipe, load_recipe
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.nets.translate import TranslateNet, TranslateNetConfig, build, discriminator
 from napari_nlcl.training.translate import TranslateConfig, TranslateRecipe
 
@@ -248,7 +248,7 @@ def test_a_few_iterations_lower_the_nce_loss():
 
 def test_checkpoint_round_trip_and_export(tmp_path):
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import export_model
+    from napari_nlcl.training import export_model
 
     rng = np.random.default_rng(0)
     data = {"source": rng.random((3, 48, 48, 3)).astype(np.float32),

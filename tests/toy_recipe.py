@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_nlcl.training.engine import Recipe
+from napari_nlcl.training import Recipe
 from napari_nlcl.model import ModelInfo
 
 

@@ -6,7 +6,7 @@ function that needs them is first used.
 >>> import napari_nlcl
 >>> from skimage import data
 >>> hazy, _ = napari_nlcl.synth.add_haze(data.astronaut(), beta=1.2, rng=0)
->>> clear = napari_nlcl.dehaze(hazy, method="dcp")
+>>> clear = napari_nlcl.dehaze(hazy, model="dcp")
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 >>> import numpy as np, napari_nlcl
 >>> hazy = np.full((64, 64, 3), 0.6, dtype=np.float32)
->>> napari_nlcl.dehaze(hazy, method="dcp", device="cpu").shape
+>>> napari_nlcl.dehaze(hazy, model="dcp", device="cpu").shape
 (64, 64, 3)
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,6 @@ from napari_nlcl.model import ModelInfo
 __all__ = ["available_methods", "dehaze", "derain", "finetune", "load_model", "translate"]
 
 MODEL_SUFFIXES = {".pt", ".pth", ".ckpt"}
-
-
-def _load_checkpoint_model(path: Path):
-    """The inference network of a trained model file, on the CPU, in eval mode."""
-    from napari_nlcl.training.engine import load_recipe
-
-    recipe, _ = load_recipe(path, device="cpu")
-    model = recipe.inference_model()
-    model.eval()
-    return model
 
 
 def available_methods(task: str | None = None) -> list[str]:
@@ -60,7 +51,9 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
         if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or len(path.parts) > 1:
             if options:
                 raise TypeError("options can only be given with a method name, not a model file")
-            model = _load_checkpoint_model(path)
+            from napari_nlcl.inference.loading import load_model_file
+
+            model = load_model_file(path)
             model = cluster.tag(model, cluster.file_ref(path, task)) if path.is_file() else model
         else:
             return registry.build(str(model), task, **options)  # raises "unknown method"
@@ -77,10 +70,18 @@ def load_model(model: Any, *, task: str | None = None, **options: Any):
     return model
 
 
+def _apply(task: str, image: Any, model: Any, options: dict[str, Any], **engine: Any):
+    """What every task function does: the model of ``task`` (with its options) over ``image``."""
+    from napari_nlcl.inference import predict
+
+    return predict(image, load_model(model, task=task, **options), **engine)
+
+
 def dehaze(
     image: Any,
-    method: Any = "default",
+    model: Any = "default",
     *,
+    method: Any = None,
     channel_axis: Any = "auto",
     tile: int = 1024,
     overlap: int | None = None,
@@ -98,10 +99,12 @@ def dehaze(
     ----------
     image : numpy.ndarray or dask.array.Array
         ``(..., H, W)`` or ``(..., H, W, 3/4)``; leading axes are iterated.
-    method : str, path or Model
+    model : str, path or Model
         ``"default"`` (the shipped AECR-Net-style network, RGB), ``"dcp"``
         (Dark Channel Prior, no training, any channels), the path of a model
         file trained with ``napari-nlcl train dehaze``, or a dehazing model.
+    method
+        Deprecated name of ``model`` (it warns).
     channel_axis, tile, overlap, device, batch_size, amp, value_range, progress, precision
         See :func:`napari_nlcl.inference.predict`.
     **options
@@ -117,16 +120,15 @@ def dehaze(
     >>> from skimage import data
     >>> from napari_nlcl import dehaze, synth
     >>> hazy, t = synth.add_haze(data.astronaut(), beta=1.0, rng=0)
-    >>> clear = dehaze(hazy, method="dcp", omega=0.95, device="cpu")
+    >>> clear = dehaze(hazy, model="dcp", omega=0.95, device="cpu")
     """
-    from napari_nlcl.inference import predict
-
-    model = load_model(method, task="dehaze", **options)
-    return predict(
-        image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
-        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
-        precision=precision,
-    )
+    if method is not None:
+        warnings.warn("dehaze(method=...) is deprecated; use model=... as for derain and translate",
+                      DeprecationWarning, stacklevel=2)
+        model = method
+    return _apply("dehaze", image, model, options, channel_axis=channel_axis, tile=tile, overlap=overlap,
+                  device=device, batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+                  precision=precision)
 
 
 def derain(
@@ -176,14 +178,9 @@ def derain(
     >>> rainy, _ = synth.add_rain(data.coffee(), density=0.02, rng=0)
     >>> background, rain = derain(rainy, rain_layer=True, device="cpu")
     """
-    from napari_nlcl.inference import predict
-
-    net = load_model(model, task="derain", **options)
-    background = predict(
-        image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
-        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
-        precision=precision,
-    )
+    background = _apply("derain", image, model, options, channel_axis=channel_axis, tile=tile, overlap=overlap,
+                        device=device, batch_size=batch_size, amp=amp, value_range=value_range,
+                        progress=progress, precision=precision)
     if not rain_layer:
         return background
     from napari_nlcl.inference.cluster import active_client
@@ -244,14 +241,9 @@ def translate(
     >>> from napari_nlcl import translate
     >>> styled = translate(data.astronaut(), device="cpu")
     """
-    from napari_nlcl.inference import predict
-
-    net = load_model(model, task="translate")
-    return predict(
-        image, net, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
-        batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
-        precision=precision,
-    )
+    return _apply("translate", image, model, {}, channel_axis=channel_axis, tile=tile, overlap=overlap,
+                  device=device, batch_size=batch_size, amp=amp, value_range=value_range, progress=progress,
+                  precision=precision)
 
 
 def finetune(
@@ -272,7 +264,7 @@ def finetune(
     precision: str = "auto",
     **settings: Any,
 ):
-    """A ready :class:`~napari_nlcl.training.engine.Trainer` that fine-tunes on your own data.
+    """A ready :class:`~napari_nlcl.training.Trainer` that fine-tunes on your own data.
 
     Parameters
     ----------
@@ -288,7 +280,7 @@ def finetune(
         scratch.  ``"auto"``: the shipped default for dehaze and derain
         (fine-tuning), scratch for translate (a new pair of domains).
     steps, crop, batch_size, lr, seed, device, precision
-        Training settings (:class:`~napari_nlcl.training.engine.TrainConfig`).  ``lr=None``
+        Training settings (:class:`~napari_nlcl.training.TrainConfig`).  ``lr=None``
         takes the recipe's fine-tuning rate when starting from a model (1e-5 for
         derain), else 1e-4.
     checkpoint : path, optional
@@ -310,26 +302,10 @@ def finetune(
         layer = viewer.layers["hazy scene"]
         trainer = finetune("dehaze", {"hazy": layer.data}, steps=200)
         trainer.fit()  # blocks; the Train widget runs the same in a background thread
-        viewer.add_image(dehaze(layer.data, method=trainer.model), rgb=True, name="fine-tuned")
+        viewer.add_image(dehaze(layer.data, model=trainer.model), rgb=True, name="fine-tuned")
     """
-    from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer, recipe_class
+    from napari_nlcl.training.plan import plan_run
 
-    cls = recipe_class(recipe)
-    overrides, paired = cls.plan_data(data)
-    merged = {**overrides, **settings}
-    crops = RandomCrops(data, crop=crop, batch_size=batch_size, paired=paired, seed=seed,
-                        **cls.data_options(merged))
-    if isinstance(start, str) and start == "auto":
-        start = "default" if cls.fine_tune_by_default else None
-    lr = cls.proposed_lr(start is not None, 1e-4) if lr is None else lr
-    config = TrainConfig(steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed, device=device,
-                         schedule=cls.schedule, monitor_every=monitor_every, patience=patience,
-                         minutes=minutes, precision=precision)
-    if start is None:
-        return Trainer.from_recipe_name(recipe, crops, config, recipe_config=merged, checkpoint=checkpoint)
-    if isinstance(start, str) and start == "default":
-        if not cls.default_weights:
-            raise ValueError(f"recipe {recipe!r} ships no default model; pass start=None or a model file")
-        start = cls.default_weights
-    return Trainer.from_model(start, crops, config, recipe_config=merged, checkpoint=checkpoint)
+    return plan_run(recipe, data, start=start, settings=settings, steps=steps, crop=crop, batch_size=batch_size,
+                    lr=lr, scratch_lr=1e-4, seed=seed, device=device, checkpoint=checkpoint,
+                    monitor_every=monitor_every, patience=patience, minutes=minutes, precision=precision)

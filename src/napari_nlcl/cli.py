@@ -290,8 +290,8 @@ def _parse_data(items: list[str], sources: tuple[str, ...]) -> dict[str, str]:
 
 def _build_trainer(args: argparse.Namespace):
     """The Trainer that ``napari-nlcl train ARGS`` runs (also used by the benchmarks)."""
-    from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer, recipe_class, recipe_config_of
+    from napari_nlcl.training import Trainer, recipe_class, recipe_config_of
+    from napari_nlcl.training.plan import plan_crops, plan_run
 
     out = Path(args.output)
     if out.suffix.lower() not in {".pt", ".pth", ".ckpt"}:
@@ -308,40 +308,21 @@ def _build_trainer(args: argparse.Namespace):
     if out.exists() and not args.resume and not args.overwrite:
         raise ValueError(f"{out} exists; --resume continues that run, --overwrite replaces it "
                          "with a new one, or choose another -o")
-    overrides, paired = cls.plan_data(sources)
-    recipe_config = {**overrides, **({"mode": args.mode} if args.mode else {}), **dict(args.set)}
+    settings = {**({"mode": args.mode} if args.mode else {}), **dict(args.set)}
     if args.resume and args.start_from:
         raise ValueError("--resume continues --output; --from starts a new run: use one of them")
-    start = args.start_from
-    if start == "default":
-        if not cls.default_weights:
-            raise ValueError(f"recipe {args.recipe!r} ships no default model; give a model file")
-        start = cls.default_weights
-    # a stored model's settings (e.g. single-image mode) decide the data options too
-    stored = recipe_config_of(out if args.resume else start)[1] if (args.resume or start) else {}
-    data = RandomCrops(sources, crop=args.crop, batch_size=args.batch_size, paired=paired,
-                       seed=args.seed, **cls.data_options({**stored, **recipe_config}))
-    if args.resume:
-        trainer = Trainer.resume(out, data, steps=args.steps,
-                                 precision=None if args.precision == "auto" else args.precision)
-    else:
-        steps = args.steps if args.steps is not None else (1_000_000 if args.minutes else 1000)
-        config = TrainConfig(
-            steps=steps, batch_size=args.batch_size, crop=args.crop,
-            lr=cls.proposed_lr(bool(start), 2e-4) if args.lr is None else args.lr, seed=args.seed,
-            schedule=args.schedule or cls.schedule, device=args.device, amp=args.amp,
-            precision=args.precision,
-            checkpoint_every=args.checkpoint_every, ema=args.ema, monitor_every=args.monitor_every,
-            patience=args.patience, keep_best=args.keep == "best", minutes=args.minutes,
-        )
-        meta = {"command": "napari-nlcl train"}
-        if start:
-            trainer = Trainer.from_model(start, data, config, recipe_config=recipe_config,
-                                         checkpoint=out, metadata=meta)
-        else:
-            trainer = Trainer.from_recipe_name(args.recipe, data, config, recipe_config=recipe_config,
-                                               checkpoint=out, metadata=meta)
-    return trainer
+    if args.resume:  # the stored settings (e.g. single-image mode) decide the data options too
+        data, _ = plan_crops(args.recipe, sources, settings=settings, stored=recipe_config_of(out)[1],
+                            crop=args.crop, batch_size=args.batch_size, seed=args.seed)
+        return Trainer.resume(out, data, steps=args.steps,
+                              precision=None if args.precision == "auto" else args.precision)
+    return plan_run(
+        args.recipe, sources, start=args.start_from, settings=settings, steps=args.steps, crop=args.crop,
+        batch_size=args.batch_size, lr=args.lr, scratch_lr=2e-4, seed=args.seed, schedule=args.schedule,
+        checkpoint=out, metadata={"command": "napari-nlcl train"}, device=args.device, amp=args.amp,
+        precision=args.precision, checkpoint_every=args.checkpoint_every, ema=args.ema,
+        monitor_every=args.monitor_every, patience=args.patience, keep_best=args.keep == "best",
+        minutes=args.minutes)
 
 
 class TrainingInterrupted(Exception):
@@ -404,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for spec in registry.methods(args.task):
                 print(f"{spec.task:10s} {spec.name:12s} {spec.description}")
-            from napari_nlcl.training.engine import recipe_names
+            from napari_nlcl.training import recipe_names
 
             for name in recipe_names():
                 print(f"{'train':10s} {name:12s} training recipe")

@@ -59,7 +59,7 @@ class LibraryModel:
 
 
 def _task_of(recipe: str) -> str:
-    from napari_nlcl.training.engine import recipe_class
+    from napari_nlcl.training import recipe_class
 
     try:
         return recipe_class(recipe).task
@@ -69,7 +69,7 @@ def _task_of(recipe: str) -> str:
 
 def list_models(task: str | None = None) -> list[LibraryModel]:
     """Models in the library (optionally of one task), by name; unreadable files are skipped."""
-    from napari_nlcl.training.engine import read_checkpoint
+    from napari_nlcl.modelfile import read_checkpoint
 
     folder = library_dir()
     if not folder.is_dir():
@@ -99,7 +99,7 @@ def check_name(name: str) -> str:
 
 def save_model(checkpoint: str | os.PathLike, name: str, *, overwrite: bool = False) -> Path:
     """Copy the weights of a model or checkpoint file into the library as ``NAME.pt`` (atomic)."""
-    from napari_nlcl.training.engine import export_model, load_recipe
+    from napari_nlcl.training import export_model, load_recipe
 
     target = library_dir(create=True) / f"{check_name(name)}.pt"
     if target.exists() and not overwrite:

@@ -1,7 +1,7 @@
 """Numeric precision and memory layout for running and training networks.
 
 ``precision`` is accepted by :func:`napari_nlcl.predict`, the task functions, the CLI
-(``--precision``), the widgets and :class:`napari_nlcl.training.engine.TrainConfig`:
+(``--precision``), the widgets and :class:`napari_nlcl.training.TrainConfig`:
 
 ``"auto"`` (default)
     bfloat16 autocast on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX, which

@@ -264,6 +264,8 @@ class AirlightNet(nn.Module):
 class AECRNet(nn.Module):
     """Compact dehazing autoencoder; input and output in [0, 1], ``(B, C, H, W)``."""
 
+    Config = AECRConfig  # the inference block stores it (napari_nlcl.nets.build)
+
     def __init__(self, config: AECRConfig | None = None, *, name: str = "AECR-Net"):
         super().__init__()
         cfg = config or AECRConfig()
@@ -460,7 +462,7 @@ def default_model(t_min: float | None = None) -> AECRNet:
     :data:`~napari_nlcl.registry.DEHAZE_T_MIN`): higher keeps more haze in
     the distance and in skies, lower removes more and amplifies noise there.
     """
-    from napari_nlcl.training.engine import load_shipped_model
+    from napari_nlcl.inference.loading import load_shipped_model
 
     model = load_shipped_model(DEFAULT_WEIGHTS, name="default (AECR-Net physics)", what="dehazing")
     if t_min is not None:

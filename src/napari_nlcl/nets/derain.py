@@ -194,6 +194,8 @@ class DerainNet(nn.Module):
     eval mode).  :meth:`residual` gives the raw prediction.
     """
 
+    Config = DerainNetConfig  # the inference block stores it (napari_nlcl.nets.build)
+
     def __init__(self, config: DerainNetConfig | None = None, *, output: str = "background",
                  name: str = "NLCL generator"):
         super().__init__()
@@ -202,6 +204,7 @@ class DerainNet(nn.Module):
         cfg = config or DerainNetConfig()
         self.config = cfg
         self.output = output
+        self.build_options = {"output": output}  # constructor options the inference block keeps
         s, c_in, ch = cfg.unshuffle, cfg.in_channels, cfg.channels
         extra = 1 if cfg.dark_radius else 0  # the dark-channel cue is one more input plane
         self.stem = nn.Conv2d((c_in + extra) * s * s, ch[0], 3, padding=1)
@@ -424,7 +427,7 @@ def build(preset_name: str = "fast", output: str = "background", **overrides: An
 
 def default_model(**_ignored: Any) -> DerainNet:
     """The shipped default derainer's background generator (trained by this project; see the README)."""
-    from napari_nlcl.training.engine import load_shipped_model
+    from napari_nlcl.inference.loading import load_shipped_model
 
     return load_shipped_model(DEFAULT_WEIGHTS, name="default (NLCL U-Net)", what="deraining")
 

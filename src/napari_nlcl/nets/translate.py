@@ -229,6 +229,8 @@ class TranslateNet(nn.Module):
     #: engine may skip :meth:`estimate_globals` for a plane it runs as one tile
     globals_from_input: bool = True
 
+    Config = TranslateNetConfig  # the inference block stores it (napari_nlcl.nets.build)
+
     def __init__(self, config: TranslateNetConfig | None = None, *, name: str = "CUT generator"):
         super().__init__()
         cfg = config or TranslateNetConfig()
@@ -359,7 +361,7 @@ def discriminator(preset_name: str, in_channels: int, ndf: int | None = None) ->
 
 def default_model(**_ignored: Any) -> TranslateNet:
     """The shipped example translator (photo -> the project's "film" style, see the README)."""
-    from napari_nlcl.training.engine import load_shipped_model
+    from napari_nlcl.inference.loading import load_shipped_model
 
     return load_shipped_model(DEFAULT_WEIGHTS, name="default (photo to film look)", what="translation")
 

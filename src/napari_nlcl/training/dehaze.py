@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_nlcl.contrastive.losses import ContrastiveRegularization, cr_warmup_weight
-from napari_nlcl.training.engine import Recipe
+from napari_nlcl.training import Recipe
 from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 
 MODES = ("synthetic", "paired", "unsupervised")

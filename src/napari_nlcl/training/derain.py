@@ -63,7 +63,7 @@ from napari_nlcl.contrastive.samplers import (
     sample_locations,
     scale_coords,
 )
-from napari_nlcl.training.engine import Recipe
+from napari_nlcl.training import Recipe
 from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, preset
 
 MODES = ("synthetic", "nlcl")

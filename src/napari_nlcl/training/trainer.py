@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
-import importlib
 import json
 import math
 import os
 import platform
 import time
-import uuid
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,305 +40,19 @@ from torch import nn
 from napari_nlcl import __version__
 from napari_nlcl.inference import select_device
 from napari_nlcl.inference.precision import resolve as resolve_precision
-
-CHECKPOINT_FORMAT = "napari-nlcl-checkpoint"
-CHECKPOINT_VERSION = 1
-SCHEDULES = ("constant", "linear", "cosine")
-
-
-# --------------------------------------------------------------------------- config
-@dataclass
-class TrainConfig:
-    """Settings of a training run (not of the networks: those live in the recipe config).
-
-    ``schedule``: ``"constant"``; ``"linear"`` keeps the rate until
-    ``decay_start`` (a fraction of ``steps``) and then decays it linearly to
-    zero (CUT); ``"cosine"`` decays along a half cosine from ``decay_start``.
-    ``ema`` > 0 keeps an exponential moving average of every network's weights
-    (decay ``ema`` per step, e.g. 0.999: about the last 1,000 steps; warmed up
-    as ``min(ema, (1 + n) / (10 + n))``).  The average is saved beside the
-    trained weights and is what a model file gives at inference, what
-    :func:`export_model` keeps and what fine-tuning starts from; training and
-    resuming continue the trained weights.  Averaging smooths the step-to-step
-    noise of the last weights (Polyak averaging; Izmailov et al.'s SWA).
-    """
-
-    steps: int = 1000
-    batch_size: int = 1
-    crop: int = 128
-    lr: float = 2e-4
-    seed: int = 0
-    schedule: str = "constant"
-    decay_start: float = 0.5
-    grad_clip: float | None = None
-    amp: bool = False
-    device: str = "auto"
-    #: arithmetic of the training steps (:mod:`napari_nlcl.inference.precision`): "auto" is bfloat16
-    #: autocast on CPUs with native bfloat16 (about twice the steps per second), else float32;
-    #: "float16" (CUDA) adds loss scaling; the weights and optimiser state stay float32
-    precision: str = "auto"
-    checkpoint_every: int = 0
-    preview_every: int = 0
-    ema: float = 0.0
-    #: score the model with the recipe's quality monitor every this many steps (0: never);
-    #: recipes without a monitor for their mode ignore it
-    monitor_every: int = 0
-    #: model files give the weights of the best monitored step (the last ones stay in the file)
-    keep_best: bool = True
-    #: stop when this many monitor evaluations in a row did not improve on the best (0: never)
-    patience: int = 0
-    #: time budget in minutes (0: none): the run plans its steps (and so its learning-rate
-    #: schedule) to end within it, measured from its first steps, and stops at it in any case
-    minutes: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "crop"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not 0.0 <= self.decay_start <= 1.0:
-            raise ValueError(f"decay_start is a fraction of the steps in [0, 1], got {self.decay_start}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
-        for name in ("checkpoint_every", "preview_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 = never)")
-        if not (isinstance(self.ema, (int, float)) and 0.0 <= self.ema < 1.0):
-            raise ValueError(f"ema is a decay in [0, 1) (0 = no weight average, 0.999 typical), got {self.ema!r}")
-        for name in ("monitor_every", "patience"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"{name} must be an integer >= 0 (0 = off), got {v!r}")
-        if not (isinstance(self.minutes, (int, float)) and self.minutes >= 0 and math.isfinite(self.minutes)):
-            raise ValueError(f"minutes is a time budget >= 0 (0 = none), got {self.minutes!r}")
-        from napari_nlcl.inference.precision import check as check_precision
-
-        self.precision = check_precision(self.precision)
-
-
-def config_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys clearly."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} setting(s) {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            v = values[f.name]
-            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**kwargs)
-
-
-# --------------------------------------------------------------------------- recipes
-class Recipe:
-    """Base class of a training recipe.
-
-    Subclasses set ``name``, ``version`` and ``Config`` (a dataclass), build
-    their networks in ``__init__(config, *, device, generator)`` and register
-    them with :meth:`add_network` / :meth:`add_optimizer`, and implement
-    :meth:`training_step` (which calls :meth:`backward_step` for each
-    optimiser) and :meth:`inference_model`.  ``data_sources`` names the
-    sources a batch must contain.
-    """
-
-    name: ClassVar[str] = "recipe"
-    #: what its models do (``ModelInfo.task``): widgets list models by task
-    task: ClassVar[str] = "identity"
-    version: ClassVar[int] = 1
-    Config: ClassVar[type] = object
-    data_sources: ClassVar[tuple[str, ...]] = ("image",)
-    #: all source names the recipe understands (several modes may use different subsets)
-    accepted_sources: ClassVar[tuple[str, ...]] = ()
-    #: whether the sources are aligned pairs (same crop everywhere)
-    paired: ClassVar[bool] = False
-    #: model file that ``--from default`` starts from, if the package ships one
-    default_weights: ClassVar[str | None] = None
-    #: whether the front ends offer the shipped model as the starting point first (fine-tuning
-    #: a derainer makes sense; a translator is usually trained anew for each pair of domains)
-    fine_tune_by_default: ClassVar[bool] = True
-    #: learning-rate schedule the front ends use unless told otherwise (see TrainConfig)
-    schedule: ClassVar[str] = "constant"
-    #: learning rate the front ends propose when they start from a trained model (None: their
-    #: general default); a well-trained model can need a much gentler rate than a new one
-    fine_tune_lr: ClassVar[float | None] = None
-    #: the settings a user may want to change, ``name -> (label, help)`` in the order the Train
-    #: widget shows them; the others (sampling sizes, banks, architecture) sit behind its
-    #: "every setting" switch under their field names
-    user_settings: ClassVar[dict[str, tuple[str, str]]] = {}
-
-    @classmethod
-    def proposed_lr(cls, fine_tuning: bool, general: float) -> float:
-        """The learning rate a front end proposes: ``fine_tune_lr`` when fine-tuning, else ``general``."""
-        return cls.fine_tune_lr if fine_tuning and cls.fine_tune_lr is not None else general
-
-    @classmethod
-    def plan_data(cls, given: Iterable[str]) -> tuple[dict[str, Any], bool]:
-        """Recipe-config overrides and the ``paired`` flag for the data sources a user gave.
-
-        The default accepts exactly ``data_sources``; recipes with several modes
-        (e.g. dehazing with or without clear images) override this.
-        """
-        given = sorted(given)
-        if given != sorted(cls.data_sources):
-            raise ValueError(f"recipe {cls.name!r} takes data {list(cls.data_sources)}, got {given}")
-        return {}, cls.paired
-
-    @classmethod
-    def data_options(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """Extra :class:`~napari_nlcl.training.data.RandomCrops` arguments for recipe settings ``settings``
-        (e.g. random zooms in single-image translation); none by default."""
-        return {}
-
-    @classmethod
-    def check_sources(cls, given: Iterable[str], what: str) -> set[str]:
-        """``given`` as a set, refused when empty or naming a source outside ``accepted_sources``."""
-        given = set(given)
-        if not given or given - set(cls.accepted_sources):
-            raise ValueError(f"{cls.name} training takes {what}, got {sorted(given)}")
-        return given
-
-    def __init__(self, config: Any, *, device: Any = "cpu", generator: torch.Generator | None = None):
-        self.config = config
-        self.device = torch.device(device)
-        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.networks: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.grad_clip: float | None = None
-        self.scaler: torch.amp.GradScaler | None = None
-
-    # building ----------------------------------------------------------------
-    def add_network(self, name: str, net: nn.Module) -> nn.Module:
-        self.networks[name] = net.to(self.device)
-        return self.networks[name]
-
-    def add_optimizer(self, name: str, params: Iterable, *, lr: float, betas=(0.5, 0.999)):
-        params = list(params)
-        if not params:
-            raise ValueError(f"optimizer {name!r} has no parameters")
-        self.optimizers[name] = torch.optim.Adam(params, lr=lr, betas=betas)
-        return self.optimizers[name]
-
-    # training ------------------------------------------------------------------
-    def backward_step(self, loss: torch.Tensor, optimizer: str) -> None:
-        """Backward ``loss`` and step ``optimizer`` (AMP scaling and clipping included)."""
-        opt = self.optimizers[optimizer]
-        opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"{self.name}: loss became {loss.item()} at this step; lower the learning rate "
-                "or turn off mixed precision"
-            )
-        scaler = self.scaler
-        if scaler is not None and scaler.is_enabled():
-            scaler.scale(loss).backward()
-            if self.grad_clip:
-                scaler.unscale_(opt)
-                self._clip(opt)
-            scaler.step(opt)
-        else:
-            loss.backward()
-            if self.grad_clip:
-                self._clip(opt)
-            opt.step()
-
-    def _clip(self, opt: torch.optim.Optimizer) -> None:
-        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-
-    def train(self, mode: bool = True) -> None:
-        for net in self.networks.values():
-            net.train(mode)
-
-    def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
-        raise NotImplementedError
-
-    def inference_model(self) -> nn.Module:
-        """The network used at inference (with an ``info: ModelInfo``)."""
-        raise NotImplementedError
-
-    def build_monitor(self, data: Any, *, seed: int = 0) -> Any:
-        """A quality monitor (``score(net) -> float``, higher is better; see
-        :mod:`napari_nlcl.training.monitor`) built from ``data`` and the current networks at the
-        start of a run, or None when the recipe has none for its mode."""
-        return None
-
-    @torch.no_grad()
-    def preview(self, image: np.ndarray) -> np.ndarray:
-        """Apply the current model to one image (numpy in, numpy out)."""
-        from napari_nlcl.inference import predict
-
-        model = self.inference_model()
-        was_training = model.training
-        try:
-            return predict(image, model, device=self.device)
-        finally:
-            model.train(was_training)
-
-    def start_from(self, networks: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
-        """Initialise from another model's weights before fine-tuning (matching names only)."""
-        loaded = 0
-        for name, state in networks.items():
-            if name in self.networks:
-                self.networks[name].load_state_dict(state)
-                loaded += 1
-        if not loaded:
-            raise ValueError(f"none of the networks {sorted(networks)} belong to recipe {self.name!r}")
-
-    # state ---------------------------------------------------------------------
-    def extra_state(self) -> dict[str, Any]:
-        """Recipe-specific tensors/values to checkpoint (override when needed)."""
-        return {}
-
-    def load_extra_state(self, state: Mapping[str, Any]) -> None:
-        pass
-
-
-_RECIPES: dict[str, str] = {}
-
-
-def register_recipe(name: str, path: str) -> None:
-    """Register recipe class ``"module:Class"`` under ``name`` (checkpoints refer to it)."""
-    if ":" not in path:
-        raise ValueError(f"recipe path must look like 'module:Class', got {path!r}")
-    _RECIPES[name] = path
-
-
-def recipe_config_of(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
-    """(recipe name, recipe config dict) stored in a model file, e.g. to fine-tune it."""
-    payload = read_checkpoint(path)
-    return payload["recipe"], json.loads(payload["config"])["recipe"]
-
-
-def recipe_names() -> list[str]:
-    return sorted(_RECIPES)
-
-
-def recipe_class(name: str) -> type[Recipe]:
-    if name not in _RECIPES:
-        known = ", ".join(sorted(_RECIPES)) or "none"
-        raise ValueError(f"unknown recipe {name!r} (known: {known}); is the plugin up to date?")
-    module, attr = _RECIPES[name].split(":")
-    cls = getattr(importlib.import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, Recipe)):
-        raise TypeError(f"registered recipe {name!r} is not a Recipe subclass")
-    return cls
-
-
-def build_recipe(name: str, config: Any = None, *, device: Any = "cpu", seed: int = 0) -> Recipe:
-    cls = recipe_class(name)
-    if config is None:
-        config = cls.Config()
-    elif isinstance(config, Mapping):
-        config = config_from_dict(cls.Config, config)
-    torch_gen = torch.Generator().manual_seed(int(seed))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))  # network initialisation is seeded too
-        return cls(config, device=device, generator=torch_gen)
+from napari_nlcl.modelfile import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    WHICH,
+    config_from_dict,
+    jsonable,
+    model_networks,
+    read_checkpoint,
+    save_checkpoint,
+)
+from napari_nlcl.training.checkpoints import load_recipe
+from napari_nlcl.training.config import TrainConfig
+from napari_nlcl.training.recipe import Recipe, build_recipe
 
 
 # --------------------------------------------------------------------------- events
@@ -367,190 +78,6 @@ class TrainEvent:
     path: Path | None = None
     monitor: Any = None
     message: str = ""
-
-
-# --------------------------------------------------------------------------- checkpoints
-def _jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` atomically (temporary file + rename)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"checkpoint folder {path.parent} does not exist; create it first")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-    try:
-        torch.save(dict(payload), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``) and check it is ours."""
-    import pickle
-
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a model file; give the .pt file (e.g. one that "
-                         "napari-nlcl train wrote)")
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "unsupported global" not in text.lower():  # not a refused object: damaged bytes
-            raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?)") from exc
-        raise ValueError(
-            f"{path} contains Python objects other than tensors and plain values; it was "
-            "refused because loading it could run code. Only load model files you trust, and "
-            "re-save them with napari-nlcl."
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - zip/EOF/format errors of a damaged file
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated?): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a napari-nlcl model file (foreign checkpoint?)")
-    if int(payload.get("format_version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer napari-nlcl (format {payload['format_version']}); upgrade"
-        )
-    missing = [k for k in ("recipe", "config", "networks") if k not in payload]
-    if missing or not isinstance(payload.get("networks"), dict):
-        raise ValueError(f"{path} is a damaged napari-nlcl model file (no {', '.join(missing) or 'networks'}); "
-                         "use another copy or train it again")
-    try:
-        config = json.loads(payload["config"])
-        config["recipe"], config["train"]
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is a damaged napari-nlcl model file (its settings do not read: {exc})") from None
-    return payload
-
-
-WHICH = ("best", "last")
-
-
-def model_networks(payload: Mapping[str, Any], which: str = "best") -> dict[str, Any]:
-    """A checkpoint's weights for use.
-
-    ``"best"``: those of the step the quality monitor scored best, where the
-    run kept one (``TrainConfig.keep_best``); otherwise, and with ``"last"``,
-    the last step's, as moving averages where the run keeps them (``TrainConfig.ema``).
-    """
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
-    last = {**payload["networks"], **(payload.get("ema") or {})}
-    best = payload.get("best")
-    if which == "best" and best:
-        return {**last, **best["networks"]}
-    return last
-
-
-def kept_step(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """Which step a model file's weights come from and why (``{"step", "reason"}``)."""
-    best = payload.get("best")
-    if best:
-        return {"step": int(best["step"]), "reason": best.get("reason", "best monitored step")}
-    return {"step": int(payload.get("step", 0)), "reason": "last step"}
-
-
-def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
-                 networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None,
-                 which: str = "best") -> Path:
-    """Write the weights-only copy of a training checkpoint (no optimiser or RNG state).
-
-    The result loads everywhere a model file is accepted and can be fine-tuned
-    (``--from``), but not resumed: a third of the size for Adam-trained models.
-    A run with a weight average (``TrainConfig.ema``) exports the average.
-    ``networks`` keeps only those networks (e.g. drop a discriminator that
-    fine-tuning can re-learn); the others start fresh when the file is loaded.
-    ``settings`` replace stored recipe settings (those fine-tuning from the
-    file starts with; validated here, recorded in the metadata).  ``which``:
-    the best monitored step's weights (default, where the run kept one) or the
-    last step's (:func:`model_networks`); the metadata's ``kept`` says which.
-    """
-    payload = read_checkpoint(src)
-    keep = ("format", "format_version", "recipe", "recipe_version", "package_version",
-            "config", "metadata", "step")
-    out = {**{k: payload[k] for k in keep if k in payload}, "networks": model_networks(payload, which),
-           "exported": True}
-    kept = kept_step(payload) if which == "best" else {"step": int(payload.get("step", 0)), "reason": "last step"}
-    meta = json.loads(payload.get("metadata") or "{}")
-    meta["kept"] = kept
-    out["metadata"] = json.dumps(meta)
-    if settings:
-        config = json.loads(payload["config"])
-        config["recipe"] = {**config["recipe"], **settings}
-        config_from_dict(recipe_class(payload["recipe"]).Config, config["recipe"])  # refuses bad ones
-        out["config"] = json.dumps(config)
-        meta["export_settings"] = settings
-        out["metadata"] = json.dumps(meta)
-    if networks is not None:
-        networks = list(networks)
-        missing = sorted(set(networks) - set(payload["networks"]))
-        if missing:
-            raise ValueError(f"{src} has no network(s) {missing}; it has {sorted(payload['networks'])}")
-        out["networks"] = {k: out["networks"][k] for k in networks}
-    return save_checkpoint(dst, out)
-
-
-def load_recipe(path: str | os.PathLike, *, device: Any = "cpu",
-                averaged: bool = True, which: str = "best") -> tuple[Recipe, dict[str, Any]]:
-    """Rebuild the recipe stored in a checkpoint with its weights; returns (recipe, payload).
-
-    ``averaged``: the weights for use (:func:`model_networks` with ``which``: the
-    best monitored step's, else the weight averages, else the last); ``False``
-    gives the trained weights of the last step (to resume).
-    """
-    payload = read_checkpoint(path)
-    config = json.loads(payload["config"])
-    cls = recipe_class(payload["recipe"])
-    if int(payload.get("recipe_version", 1)) > cls.version:
-        raise ValueError(
-            f"{path} holds a {payload['recipe']} model of version {payload['recipe_version']}, "
-            f"newer than this napari-nlcl supports ({cls.version}); upgrade"
-        )
-    recipe = build_recipe(payload["recipe"], config["recipe"], device=device,
-                          seed=config["train"].get("seed", 0))
-    for name, state in (model_networks(payload, which) if averaged else payload["networks"]).items():
-        if name not in recipe.networks:
-            raise ValueError(f"{path}: network {name!r} is not part of recipe {payload['recipe']!r}")
-        try:
-            recipe.networks[name].load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: weights of {name!r} do not fit the network: {exc}") from exc
-    recipe.load_extra_state(payload.get("extra", {}))
-    return recipe, payload
-
-
-def load_shipped_model(path: str | os.PathLike, *, name: str, what: str) -> nn.Module:
-    """The inference network of a model file shipped in the package, renamed, in eval mode."""
-    from dataclasses import replace
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the default {what} weights are missing ({path}); reinstall napari-nlcl or pass a model file"
-        )
-    recipe, _ = load_recipe(path, device="cpu")
-    model = recipe.inference_model()
-    model.info = replace(model.info, name=name)
-    return model.eval()
 
 
 # --------------------------------------------------------------------------- trainer
@@ -695,7 +222,7 @@ class Trainer:
 
     @property
     def model(self) -> nn.Module:
-        """The network being trained, as used at inference (``dehaze(x, method=trainer.model)``).
+        """The network being trained, as used at inference (``dehaze(x, model=trainer.model)``).
 
         With a quality monitor and ``keep_best``: a copy holding the best monitored
         step's weights; with a weight average (``TrainConfig.ema``): a copy holding
@@ -832,7 +359,7 @@ class Trainer:
     def state_payload(self) -> dict[str, Any]:
         r = self.recipe
         data_state = self.data.get_state() if hasattr(self.data, "get_state") else None
-        config = {"recipe": _jsonable(r.config), "train": _jsonable(self.config)}
+        config = {"recipe": jsonable(r.config), "train": jsonable(self.config)}
         meta = {
             **self.metadata,
             "data": self.data.describe() if hasattr(self.data, "describe") else self.metadata.get("data"),
@@ -850,7 +377,7 @@ class Trainer:
             "recipe_version": r.version,
             "package_version": __version__,
             "config": json.dumps(config),
-            "metadata": json.dumps(_jsonable(meta)),
+            "metadata": json.dumps(jsonable(meta)),
             "step": self.step,
             "networks": {k: v.state_dict() for k, v in r.networks.items()},
             "optimizers": {k: v.state_dict() for k, v in r.optimizers.items()},
@@ -859,9 +386,10 @@ class Trainer:
             "rng": {
                 "recipe": r.generator.get_state(),
                 "torch": torch.get_rng_state(),
-                "data": json.dumps(_jsonable(data_state)) if data_state is not None else "",
+                "data": json.dumps(jsonable(data_state)) if data_state is not None else "",
             },
             "extra": r.extra_state(),
+            **({"inference": block} if (block := r.inference_block()) else {}),
             **({"ema": {k: dict(v) for k, v in self.ema.items()}, "ema_updates": self._ema_updates}
                if self.ema else {}),
             **self._monitor_payload(),
@@ -1038,8 +566,3 @@ class Trainer:
             if callback is not None:
                 callback(event)
         return history
-
-
-register_recipe("dehaze", "napari_nlcl.training.dehaze:DehazeRecipe")
-register_recipe("derain", "napari_nlcl.training.derain:DerainRecipe")
-register_recipe("translate", "napari_nlcl.training.translate:TranslateRecipe")
