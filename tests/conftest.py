@@ -92,11 +92,11 @@ def rgb_image():
 @pytest.fixture
 def errors(monkeypatch):
     """Error notifications of the widgets, collected instead of shown (napari tests)."""
-    from napari_nlcl._napari import _train, _widgets
+    from napari_nlcl._napari import _library, _task, _train, _translate
 
     seen: list[str] = []
-    monkeypatch.setattr(_widgets, "notify_error", seen.append)
-    monkeypatch.setattr(_train, "notify_error", seen.append)
+    for module in (_task, _translate, _train, _library):  # each widget module that reports errors
+        monkeypatch.setattr(module, "notify_error", seen.append)
     return seen
 
 

@@ -9,7 +9,9 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_nlcl._napari._widgets import DerainWidget
+from napari_nlcl._napari._derain import DerainWidget
+
+pytestmark = pytest.mark.gui
 
 
 def _rainy(shape=(128, 160)):
@@ -112,7 +114,7 @@ def test_train_widget_offers_derain_with_rainy_and_clean_inputs(make_napari_view
 
 def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     from napari_nlcl._napari._train import DEFAULT, SCRATCH, TrainWidget
-    from napari_nlcl.training.engine import recipe_config_of
+    from napari_nlcl.training import recipe_config_of
     from napari_nlcl.nets.derain import DEFAULT_WEIGHTS
     from napari_nlcl.training.derain import DerainConfig
 

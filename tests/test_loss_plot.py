@@ -9,6 +9,8 @@ import pytest
 pytest.importorskip("qtpy")
 pytest.importorskip("pytestqt")
 
+pytestmark = pytest.mark.gui
+
 from qtpy.QtGui import QImage, QPainter  # noqa: E402
 
 from napari_nlcl._napari._plot import (  # noqa: E402

@@ -7,9 +7,11 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_nlcl._napari._widgets import DehazeWidget
-
 pytest.importorskip("napari")
+
+from napari_nlcl._napari._dehaze import DehazeWidget
+
+pytestmark = pytest.mark.gui
 
 
 def _wait_idle(qtbot, w, worker):
@@ -156,8 +158,9 @@ def test_sample_data_opens(make_napari_viewer):
 
 @pytest.mark.parametrize("name", ["Dehaze", "Derain", "Translate", "Train / fine-tune"])
 def test_widget_from_plugin_manager(make_napari_viewer, name):
+    from napari_nlcl._napari._derain import DerainWidget
     from napari_nlcl._napari._train import TrainWidget
-    from napari_nlcl._napari._widgets import DerainWidget, TranslateWidget
+    from napari_nlcl._napari._translate import TranslateWidget
 
     viewer = make_napari_viewer()
     _dock, w = viewer.window.add_plugin_dock_widget("napari-nlcl", name)
@@ -292,7 +295,7 @@ def test_only_tiles_larger_than_the_models_overlap_are_offered(widget):
 
 def test_widgets_offer_the_selected_layer_first(make_napari_viewer):
     from napari_nlcl._napari._train import TrainWidget
-    from napari_nlcl._napari._widgets import TranslateWidget
+    from napari_nlcl._napari._translate import TranslateWidget
 
     viewer = make_napari_viewer()
     viewer.add_image(_hazy(), name="unrelated")
@@ -323,7 +326,8 @@ def test_closing_the_dock_mid_run_adds_nothing(make_napari_viewer, qtbot, errors
 
 
 def test_task_widgets_fit_a_narrow_dock(make_napari_viewer):
-    from napari_nlcl._napari._widgets import DerainWidget, TranslateWidget
+    from napari_nlcl._napari._derain import DerainWidget
+    from napari_nlcl._napari._translate import TranslateWidget
 
     viewer = make_napari_viewer()
     viewer.open_sample("napari-nlcl", "rainy_scene")

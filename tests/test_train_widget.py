@@ -7,14 +7,16 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_nlcl._napari import _train, _widgets
-from napari_nlcl.training.engine import read_checkpoint, register_recipe
-
 pytest.importorskip("napari")
+
+from napari_nlcl._napari import _dehaze, _library, _train
+from napari_nlcl.modelfile import read_checkpoint
+from napari_nlcl.training import register_recipe
+
 register_recipe("toy", "toy_recipe:ToyRecipe")
 
 
-pytestmark = pytest.mark.usefixtures("main_thread_only")
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_recipes_and_their_inputs_come_from_the_registry(train):
 
 
 def test_advanced_shows_readable_settings_and_hides_the_rest(train):
-    from napari_nlcl.training.engine import recipe_class
+    from napari_nlcl.training import recipe_class
 
     viewer, w = train
     w.task_combo.value = "derain"
@@ -175,7 +177,7 @@ def test_two_lazy_stacks_are_read_frame_by_frame(train, qtbot, errors):
 
 def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors, monkeypatch):
     viewer, w = train
-    dehaze = _widgets.DehazeWidget(viewer)
+    dehaze = _dehaze.DehazeWidget(viewer)
     hazy = viewer.add_image(_image((64, 64, 3)), name="hazy", rgb=True)
     _setup_dehaze(w, hazy, steps=2)
     w.start()
@@ -186,15 +188,15 @@ def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors, monkeypa
     assert path is not None and errors == []
     assert str(path) in dehaze.method_combo.choices  # listed at once
     assert str(path) in w.start_combo.choices  # and offered as a starting point
-    w.library_combo.value = str(path)
-    w.export_path.value = path.parent.parent / "exported.pt"
-    assert w.export_model().is_file()
+    w.library.combo.value = str(path)
+    w.library.export_path.value = path.parent.parent / "exported.pt"
+    assert w.library.export_model().is_file()
     asked = []
-    monkeypatch.setattr(_train, "confirm", lambda parent, q: asked.append(q) or False)
-    w.delete_model()  # "No": nothing is deleted
+    monkeypatch.setattr(_library, "confirm", lambda parent, q: asked.append(q) or False)
+    w.library.delete_model()  # "No": nothing is deleted
     assert path.is_file() and "harbour fog" in asked[0]
-    monkeypatch.setattr(_train, "confirm", lambda parent, q: True)
-    w.delete_model()
+    monkeypatch.setattr(_library, "confirm", lambda parent, q: True)
+    w.library.delete_model()
     assert str(path) not in dehaze.method_combo.choices and not path.exists()
 
 

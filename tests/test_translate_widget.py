@@ -10,20 +10,20 @@ import pytest
 pytest.importorskip("napari")
 
 from napari_nlcl._napari import _train
-from napari_nlcl._napari._widgets import TranslateWidget
+from napari_nlcl._napari._translate import TranslateWidget
 from napari_nlcl.nets.translate import DEFAULT_WEIGHTS
 
 TINY = {"net": {"ngf": 4, "blocks": 1}, "disc_ndf": 8, "num_patches": 16}
 
 
-pytestmark = pytest.mark.usefixtures("main_thread_only")
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     """A tiny translator trained for a few steps (a user's model file)."""
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training.engine import TrainConfig, Trainer
+    from napari_nlcl.training import TrainConfig, Trainer
 
     rng = np.random.default_rng(0)
     data = {"source": rng.random((2, 48, 48, 3)).astype(np.float32),

@@ -15,11 +15,14 @@ torch = pytest.importorskip("torch")
 
 from conftest import make_conv_model  # noqa: E402
 
-from napari_nlcl._napari import _train, _widgets  # noqa: E402
-from napari_nlcl.training.engine import register_recipe  # noqa: E402
+from napari_nlcl._napari import _train  # noqa: E402
+from napari_nlcl._napari._dehaze import DehazeWidget  # noqa: E402
+from napari_nlcl._napari._derain import DerainWidget  # noqa: E402
+from napari_nlcl._napari._translate import TranslateWidget  # noqa: E402
+from napari_nlcl.training import register_recipe  # noqa: E402
 
 register_recipe("toy", "toy_recipe:ToyRecipe")
-pytestmark = pytest.mark.usefixtures("main_thread_only")
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
 
 FAULTS = {
     "runtime": lambda: RuntimeError("boom inside a convolution"),
@@ -61,7 +64,7 @@ def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-@pytest.mark.parametrize("cls", [_widgets.DehazeWidget, _widgets.DerainWidget, _widgets.TranslateWidget])
+@pytest.mark.parametrize("cls", [DehazeWidget, DerainWidget, TranslateWidget])
 def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
                                                             monkeypatch, cls, fault):
     viewer, w, layer = _task_widget(make_napari_viewer, cls, monkeypatch, fault)
@@ -81,7 +84,7 @@ def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_zarr_export_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
                                                            monkeypatch, tmp_path, fault):
-    viewer, w, layer = _task_widget(make_napari_viewer, _widgets.DerainWidget, monkeypatch, fault)
+    viewer, w, layer = _task_widget(make_napari_viewer, DerainWidget, monkeypatch, fault)
     w.zarr_path.value = str(tmp_path / "out.zarr")
     assert w.save_zarr() is not None
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
@@ -143,7 +146,7 @@ def test_every_control_has_a_tooltip(make_napari_viewer):
             elif not isinstance(w, Label) and w.widget_type not in ("EmptyWidget",) and w.name != "form_scroll":
                 yield w
 
-    for cls in (_widgets.DehazeWidget, _widgets.DerainWidget, _widgets.TranslateWidget, _train.TrainWidget):
+    for cls in (DehazeWidget, DerainWidget, TranslateWidget, _train.TrainWidget):
         w = cls(viewer)
         missing = []
         for task in (getattr(w, "task_combo", None) and w.task_combo.choices) or [None]:

@@ -188,7 +188,13 @@ class LossPlot(QWidget):
             p.setPen(fg)
             p.drawText(QRectF(0, 0, w, h), int(Qt.AlignmentFlag.AlignCenter), _EMPTY_TEXT)
             return
+        limits = self._limits(data)
+        box = self._paint_axes(p, fm, fg, limits)
+        self._paint_curves(p, data, box, limits, fg)
+        self._paint_legend(p, fm, box, pal)
 
+    def _limits(self, data: dict[str, list[tuple[float, float]]]) -> tuple[float, float, float, float]:
+        """(x0, x1, y0, y1) of the plotted points, the y range padded (never empty)."""
         xs = [x for pts in data.values() for x, _ in pts]
         ys = [y for pts in data.values() for _, y in pts]
         x0, x1 = min(xs), max(xs)
@@ -201,6 +207,13 @@ class LossPlot(QWidget):
         else:
             pad = 0.05 * (y1 - y0)
             y0, y1 = y0 - pad, y1 + pad
+        return x0, x1, y0, y1
+
+    def _paint_axes(self, p: QPainter, fm: QFontMetrics, fg: QColor,
+                    limits: tuple[float, float, float, float]) -> QRectF:
+        """The axes box and its tick labels; returns the box (the plotting area)."""
+        x0, x1, y0, y1 = limits
+        w, h = self.width(), self.height()
 
         def ylabel(v: float) -> str:
             return f"{10.0 ** v:.3g}" if self._log_y else f"{v:.3g}"
@@ -210,7 +223,6 @@ class LossPlot(QWidget):
         left = 6 + max(fm.horizontalAdvance(ylab_top), fm.horizontalAdvance(ylab_bot))
         box = QRectF(left, 6, max(10.0, w - left - 8), max(10.0, h - 6 - th - 6))
 
-        # axes box and tick labels
         p.setPen(QPen(fg, 1))
         p.drawRect(box)
         right_align = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -227,12 +239,15 @@ class LossPlot(QWidget):
             p.drawText(QRectF(box.left(), below, box.width(), th),
                        int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop),
                        "step (log y)")
+        return box
 
+    def _paint_curves(self, p: QPainter, data: dict[str, list[tuple[float, float]]], box: QRectF,
+                      limits: tuple[float, float, float, float], fg: QColor) -> None:
+        """Each series as a line (a dot while it has one point), clipped to ``box``."""
+        x0, x1, y0, y1 = limits
         sx = box.width() / (x1 - x0)
         sy = box.height() / (y1 - y0)
         bx, by = box.left(), box.bottom()
-
-        # curves
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setClipRect(box.adjusted(-1, -1, 1, 1))
         for name, pts in data.items():
@@ -249,13 +264,17 @@ class LossPlot(QWidget):
         p.setClipping(False)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
 
-        # legend (name + latest stored value), top-right inside the box
+    def _paint_legend(self, p: QPainter, fm: QFontMetrics, box: QRectF, pal: QPalette) -> None:
+        """The legend (name + latest stored value), top-right inside ``box``."""
+        bg = pal.color(QPalette.ColorRole.Base)
+        fg = pal.color(QPalette.ColorRole.Text)
         rows = []
         for name, pts in self._data.items():
             if pts:
                 rows.append((name, f"{name}  {pts[-1][1]:.4g}", self._colors.get(name, fg)))
         if not rows:
             return
+        th = fm.height()
         swatch = 10
         lw = swatch + 6 + max(fm.horizontalAdvance(text) for _, text, _ in rows) + 8
         lh = len(rows) * th + 6
