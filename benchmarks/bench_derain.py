@@ -45,7 +45,7 @@ def luma(x: np.ndarray) -> np.ndarray:
 def scores(pred: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     from skimage.metrics import structural_similarity
 
-    from napari_nlcl.training.derain import y_psnr
+    from napari_nlcl.metrics import y_psnr
 
     pred = np.clip(pred, 0, 1)
     return y_psnr(pred, ref), structural_similarity(luma(ref), luma(pred), data_range=1.0)

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     import napari_nlcl
     from bench_derain import validation_set
     from napari_nlcl.training import load_recipe
-    from napari_nlcl.training.derain import y_psnr
+    from napari_nlcl.metrics import y_psnr
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trace", type=Path)

@@ -80,7 +80,8 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     from napari_nlcl.modelfile import save_checkpoint
     from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.derain import DerainNet
-    from napari_nlcl.training.derain import DerainConfig, _gaussian_blur, add_bank_rain, make_rain_bank
+    from napari_nlcl.synth.banks import add_bank_rain, gaussian_blur, make_rain_bank
+    from napari_nlcl.training.derain import DerainConfig
 
     recipe, payload = load_recipe(start)
     cfg = json.loads(payload["config"])
@@ -106,7 +107,7 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
         if float(torch.rand((), generator=g)) < 0.5:
             clean = clean.flip(-1)
         rainy = add_bank_rain(clean, bank, g, **synthesis, sheet_bank=sheet_bank)
-        target = _gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
+        target = gaussian_blur((rainy - clean).mean(1, keepdim=True), sigma)
         pred = branch(rainy)  # resized back to the image
         return F.mse_loss(F.adaptive_avg_pool2d(pred, grid), F.adaptive_avg_pool2d(target, grid))
 

@@ -20,14 +20,9 @@ from napari_nlcl.nets.derain import (
     load_grown,
     preset,
 )
-from napari_nlcl.training.derain import (
-    DerainConfig,
-    DerainRecipe,
-    add_bank_rain,
-    make_rain_bank,
-    veil_field,
-    y_psnr,
-)
+from napari_nlcl.metrics import y_psnr
+from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank, veil_field
+from napari_nlcl.training.derain import DerainConfig, DerainRecipe
 
 # a recipe small enough to take a few dozen steps in seconds
 TINY = {"net": {"channels": (8, 16)}, "rain_preset": "rain", "rain_bank": 8, "rain_bank_size": 64,

@@ -58,11 +58,15 @@ class LibraryModel:
     steps: int
 
 
-def _task_of(recipe: str) -> str:
+def _task_of(payload: dict) -> str:
+    """The model's task: from its inference block, or (older files) from the recipe that trained it."""
+    block = payload.get("inference") or {}
+    if block.get("task"):
+        return str(block["task"])
     from napari_nlcl.training import recipe_class
 
     try:
-        return recipe_class(recipe).task
+        return recipe_class(payload["recipe"]).task
     except (ValueError, ImportError, TypeError):
         return "unknown"
 
@@ -80,7 +84,7 @@ def list_models(task: str | None = None) -> list[LibraryModel]:
             payload = read_checkpoint(path)
         except (ValueError, OSError):
             continue
-        entry = LibraryModel(path.stem, path, _task_of(payload["recipe"]), payload["recipe"],
+        entry = LibraryModel(path.stem, path, _task_of(payload), payload["recipe"],
                              int(payload.get("step", 0)))
         if task is None or entry.task == task:
             found.append(entry)

@@ -61,11 +61,10 @@ class TrainWidget(TrainForm):
         viewer.dims.events.current_step.connect(self._update_preview_frame)
 
     # ------------------------------------------------------------------ building a run
-    def _data(self):
-        """The chosen sources as ``RandomCrops`` plus the recipe-config overrides."""
-        from napari_nlcl.training.data import ImageSource, RandomCrops
+    def _sources(self) -> dict[str, Any]:
+        """The chosen training sources: a folder where one is given, else the layer."""
+        from napari_nlcl.training.data import ImageSource
 
-        cls = self._recipe_cls()
         sources = {}
         for name, (combo, folder) in self._source_widgets.items():
             path = folder.value
@@ -76,11 +75,7 @@ class TrainWidget(TrainForm):
                 if layer.multiscale:
                     raise ValueError(f"layer {layer.name!r} is multiscale; choose a single-scale layer")
                 sources[name] = ImageSource(layer.data, rgb=layer.rgb, name=f"{name} ({layer.name})")
-        overrides, paired = cls.plan_data(sources)
-        settings = {**overrides, **self._settings()}
-        data = RandomCrops(sources, crop=int(self.crop_spin.value), batch_size=int(self.batch_spin.value),
-                           paired=paired, seed=int(self.seed_spin.value), **cls.data_options(settings))
-        return data, settings
+        return sources
 
     def _update_preview_frame(self, *_: Any) -> None:
         if self.trainer is not None and self.preview_combo.value is not None:
@@ -90,29 +85,21 @@ class TrainWidget(TrainForm):
                 pass
 
     def _build_trainer(self):
-        from napari_nlcl.training import TrainConfig, Trainer
+        """The run the form describes (:func:`napari_nlcl.training.plan.plan_run`, as the CLI and finetune())."""
+        from napari_nlcl.training.plan import plan_run
 
-        data, settings = self._data()
-        config = TrainConfig(
-            steps=int(self.steps_spin.value), batch_size=int(self.batch_spin.value),
-            crop=int(self.crop_spin.value), lr=float(self.lr_spin.value), seed=int(self.seed_spin.value),
-            device=self.device_combo.value, precision=self.precision_combo.value,
-            preview_every=int(self.preview_spin.value),
-            schedule=self._recipe_cls().schedule, monitor_every=int(self.monitor_spin.value),
-            patience=int(self.patience_spin.value), keep_best=bool(self.keep_best_check.value),
-            minutes=float(self.minutes_spin.value),
-        )
-        if config.minutes:
-            config.steps = 1_000_000  # the budget decides
-        ckpt = self._run_dir / "run.pt"
-        kwargs = dict(checkpoint=ckpt, preview_image=self._preview_frame(),
-                      metadata={"command": "napari Train widget"})
         start = self.start_combo.value
-        if start == SCRATCH:
-            return Trainer.from_recipe_name(self.task_combo.value, data, config, recipe_config=settings,
-                                            **kwargs)
-        source = self._recipe_cls().default_weights if start == DEFAULT else start
-        return Trainer.from_model(source, data, config, recipe_config=settings, **kwargs)
+        minutes = float(self.minutes_spin.value)
+        return plan_run(
+            self.task_combo.value, self._sources(),
+            start=None if start == SCRATCH else ("default" if start == DEFAULT else start),
+            settings=self._settings(), steps=None if minutes else int(self.steps_spin.value),
+            crop=int(self.crop_spin.value), batch_size=int(self.batch_spin.value), lr=float(self.lr_spin.value),
+            seed=int(self.seed_spin.value), checkpoint=self._run_dir / "run.pt",
+            metadata={"command": "napari Train widget"}, preview_image=self._preview_frame(),
+            device=self.device_combo.value, precision=self.precision_combo.value,
+            preview_every=int(self.preview_spin.value), monitor_every=int(self.monitor_spin.value),
+            patience=int(self.patience_spin.value), keep_best=bool(self.keep_best_check.value), minutes=minutes)
 
     # ------------------------------------------------------------------ actions
     def start(self, *_: Any):

@@ -1,16 +1,31 @@
-"""Training checkpoints: rebuild a recipe from a file, export weights-only model files."""
+"""Training checkpoints: what a run saves and restores, rebuilding a recipe from a file, exporting models."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import platform
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 
-from napari_nlcl.modelfile import config_from_dict, kept_step, model_networks, read_checkpoint, save_checkpoint
+from napari_nlcl import __version__
+from napari_nlcl.modelfile import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    config_from_dict,
+    jsonable,
+    kept_step,
+    model_networks,
+    read_checkpoint,
+    save_checkpoint,
+)
 from napari_nlcl.training.recipe import Recipe, build_recipe, recipe_class
+
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *,
                  networks: Iterable[str] | None = None, settings: dict[str, Any] | None = None,
@@ -108,3 +123,93 @@ def add_inference_block(path: str | os.PathLike) -> bool:
                          "(napari_nlcl.nets.register_arch), so it has no inference block")
     save_checkpoint(path, {**payload, "inference": block})
     return True
+
+
+def training_payload(trainer: Any) -> dict[str, Any]:
+    """Everything a training checkpoint holds: weights, optimiser, schedule and RNG states, settings."""
+    r = trainer.recipe
+    data_state = trainer.data.get_state() if hasattr(trainer.data, "get_state") else None
+    config = {"recipe": jsonable(r.config), "train": jsonable(trainer.config)}
+    meta = {
+        **trainer.metadata,
+        "data": trainer.data.describe() if hasattr(trainer.data, "describe") else trainer.metadata.get("data"),
+        "versions": {"napari_nlcl": __version__, "torch": torch.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "kept": {"step": int(trainer.best["step"]) if trainer.best and trainer.config.keep_best else trainer.step,
+                 "reason": trainer.kept_reason()},
+        **({"stop_reason": trainer.stop_reason} if trainer.stop_reason else {}),
+    }
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "recipe": r.name,
+        "recipe_version": r.version,
+        "package_version": __version__,
+        "config": json.dumps(config),
+        "metadata": json.dumps(jsonable(meta)),
+        "step": trainer.step,
+        "networks": {k: v.state_dict() for k, v in r.networks.items()},
+        "optimizers": {k: v.state_dict() for k, v in r.optimizers.items()},
+        "schedulers": {k: v.state_dict() for k, v in trainer.schedulers.items()},
+        "scaler": r.scaler.state_dict() if r.scaler is not None else {},
+        "rng": {
+            "recipe": r.generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "data": json.dumps(jsonable(data_state)) if data_state is not None else "",
+        },
+        "extra": r.extra_state(),
+        **({"inference": block} if (block := r.inference_block()) else {}),
+        **({"ema": {k: dict(v) for k, v in trainer.ema.items()}, "ema_updates": trainer.ema_updates}
+           if trainer.ema else {}),
+        **_monitor_payload(trainer),
+        "elapsed": float(trainer.elapsed),
+    }
+
+def _monitor_payload(trainer: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if trainer.monitor is not None and hasattr(trainer.monitor, "inputs"):
+        def q(t: torch.Tensor) -> torch.Tensor:  # 8 bits, as images are
+            return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
+        out["monitor"] = {"inputs": q(trainer.monitor.inputs), "targets": q(trainer.monitor.targets),
+                          "history": json.dumps(trainer.monitor_history)}
+    if trainer.best is not None and trainer.config.keep_best:
+        out["best"] = {"step": int(trainer.best["step"]), "score": float(trainer.best["score"]),
+                       "reason": trainer.kept_reason(), "networks": trainer.best["networks"]}
+    return out
+
+def restore_training_state(trainer: Any, payload: Mapping[str, Any]) -> None:
+    """Put a checkpoint's optimiser, schedule, RNG, monitor and average states into ``trainer``."""
+    r = trainer.recipe
+    for name, state in payload["optimizers"].items():
+        r.optimizers[name].load_state_dict(state)
+    for name, state in payload["schedulers"].items():
+        trainer.schedulers[name].load_state_dict(state)
+    if r.scaler is not None and payload.get("scaler"):
+        r.scaler.load_state_dict(payload["scaler"])
+    rng = payload["rng"]
+    r.generator.set_state(rng["recipe"])
+    torch.set_rng_state(rng["torch"])
+    if rng.get("data") and hasattr(trainer.data, "set_state"):
+        trainer.data.set_state(json.loads(rng["data"]))
+    trainer.step = int(payload["step"])
+    trainer.elapsed = float(payload.get("elapsed", 0.0))
+    stored = payload.get("monitor")
+    if stored:
+        from napari_nlcl.training.monitor import ProxyPairs
+
+        trainer.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255)
+        trainer.monitor_history = [tuple(x) for x in json.loads(stored["history"])]
+    best = payload.get("best")
+    if best:
+        trainer.best = {"step": int(best["step"]), "score": float(best["score"]),
+                     "networks": best["networks"]}
+    if trainer.ema is not None and payload.get("ema"):
+        for name, state in payload["ema"].items():
+            for k, v in state.items():
+                trainer.ema[name][k].copy_(v)
+        trainer.ema_updates = int(payload.get("ema_updates", 0))
+    for sched in trainer.schedulers.values():  # LambdaLR lr follows its own counter
+        for g, lr in zip(sched.optimizer.param_groups, sched.get_last_lr()):
+            g["lr"] = lr

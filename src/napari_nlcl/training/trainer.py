@@ -25,7 +25,6 @@ import copy
 import json
 import math
 import os
-import platform
 import time
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -37,22 +36,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_nlcl import __version__
 from napari_nlcl.inference import select_device
 from napari_nlcl.inference.precision import resolve as resolve_precision
 from napari_nlcl.modelfile import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     WHICH,
     config_from_dict,
-    jsonable,
     model_networks,
     read_checkpoint,
     save_checkpoint,
 )
-from napari_nlcl.training.checkpoints import load_recipe
+from napari_nlcl.training.checkpoints import load_recipe, restore_training_state, training_payload
 from napari_nlcl.training.config import TrainConfig
 from napari_nlcl.training.recipe import Recipe, build_recipe
+from napari_nlcl.training.weights import holding, snapshot, update_average
 
 
 # --------------------------------------------------------------------------- events
@@ -161,48 +157,24 @@ class Trainer:
         }
         # weight averages: name -> state dict (floating tensors averaged, others copied)
         self.ema: dict[str, dict[str, torch.Tensor]] | None = None
-        self._ema_updates = 0
+        self.ema_updates = 0  # how many steps the average has taken in
         if self.config.ema:
             self.restart_average()
 
     def _snapshot(self, names: Iterable[str] | None = None) -> dict[str, dict[str, torch.Tensor]]:
-        """Copies of the state dicts of the recipe's networks (all, or those in ``names``)."""
-        nets = self.recipe.networks
-        return {name: {k: v.detach().clone() for k, v in nets[name].state_dict().items()}
-                for name in (nets if names is None else names)}
+        return snapshot(self.recipe.networks, names)
 
-    @contextlib.contextmanager
-    def _holding(self, states: Mapping[str, Mapping[str, torch.Tensor]] | None) -> Iterator[None]:
-        """Within the block the networks named in ``states`` hold those weights (None: no change)."""
-        if not states:
-            yield
-            return
-        nets = self.recipe.networks
-        current = self._snapshot(states)
-        try:
-            for name, state in states.items():
-                nets[name].load_state_dict(state)
-            yield
-        finally:
-            for name, state in current.items():
-                nets[name].load_state_dict(state)
+    def _holding(self, states: Mapping[str, Mapping[str, torch.Tensor]] | None):
+        return holding(self.recipe.networks, states)
 
     def restart_average(self) -> None:
         """Start the weight average again from the current weights (after loading other weights)."""
         self.ema = self._snapshot()
-        self._ema_updates = 0
+        self.ema_updates = 0
 
     def _update_ema(self) -> None:
-        decay = min(self.config.ema, (1 + self._ema_updates) / (10 + self._ema_updates))
-        self._ema_updates += 1
-        with torch.no_grad():
-            for name, net in self.recipe.networks.items():
-                avg = self.ema[name]
-                for k, v in net.state_dict().items():
-                    if v.is_floating_point():
-                        avg[k].lerp_(v, 1.0 - decay)
-                    else:
-                        avg[k].copy_(v)
+        update_average(self.ema, self.recipe.networks, self.config.ema, self.ema_updates)
+        self.ema_updates += 1
 
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[None]:
@@ -333,7 +305,7 @@ class Trainer:
         kwargs.setdefault("checkpoint", path)
         kwargs.setdefault("metadata", json.loads(payload.get("metadata", "{}")))
         trainer = cls(recipe, data, train_cfg, **kwargs)
-        trainer._load_training_state(payload)
+        restore_training_state(trainer, payload)
         if trainer.checkpoint is not None and Path(trainer.checkpoint) == Path(path):
             trainer.saved_step = trainer.step
         return trainer
@@ -357,91 +329,8 @@ class Trainer:
 
     # state ---------------------------------------------------------------------
     def state_payload(self) -> dict[str, Any]:
-        r = self.recipe
-        data_state = self.data.get_state() if hasattr(self.data, "get_state") else None
-        config = {"recipe": jsonable(r.config), "train": jsonable(self.config)}
-        meta = {
-            **self.metadata,
-            "data": self.data.describe() if hasattr(self.data, "describe") else self.metadata.get("data"),
-            "versions": {"napari_nlcl": __version__, "torch": torch.__version__,
-                         "numpy": np.__version__, "python": platform.python_version()},
-            "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "kept": {"step": int(self.best["step"]) if self.best and self.config.keep_best else self.step,
-                     "reason": self.kept_reason()},
-            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
-        }
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
-            "recipe": r.name,
-            "recipe_version": r.version,
-            "package_version": __version__,
-            "config": json.dumps(config),
-            "metadata": json.dumps(jsonable(meta)),
-            "step": self.step,
-            "networks": {k: v.state_dict() for k, v in r.networks.items()},
-            "optimizers": {k: v.state_dict() for k, v in r.optimizers.items()},
-            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
-            "scaler": r.scaler.state_dict() if r.scaler is not None else {},
-            "rng": {
-                "recipe": r.generator.get_state(),
-                "torch": torch.get_rng_state(),
-                "data": json.dumps(jsonable(data_state)) if data_state is not None else "",
-            },
-            "extra": r.extra_state(),
-            **({"inference": block} if (block := r.inference_block()) else {}),
-            **({"ema": {k: dict(v) for k, v in self.ema.items()}, "ema_updates": self._ema_updates}
-               if self.ema else {}),
-            **self._monitor_payload(),
-            "elapsed": float(self.elapsed),
-        }
-
-    def _monitor_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.monitor is not None and hasattr(self.monitor, "inputs"):
-            def q(t: torch.Tensor) -> torch.Tensor:  # 8 bits, as images are
-                return (t.clamp(0, 1) * 255).round().to(torch.uint8)
-
-            out["monitor"] = {"inputs": q(self.monitor.inputs), "targets": q(self.monitor.targets),
-                              "history": json.dumps(self.monitor_history)}
-        if self.best is not None and self.config.keep_best:
-            out["best"] = {"step": int(self.best["step"]), "score": float(self.best["score"]),
-                           "reason": self.kept_reason(), "networks": self.best["networks"]}
-        return out
-
-    def _load_training_state(self, payload: Mapping[str, Any]) -> None:
-        r = self.recipe
-        for name, state in payload["optimizers"].items():
-            r.optimizers[name].load_state_dict(state)
-        for name, state in payload["schedulers"].items():
-            self.schedulers[name].load_state_dict(state)
-        if r.scaler is not None and payload.get("scaler"):
-            r.scaler.load_state_dict(payload["scaler"])
-        rng = payload["rng"]
-        r.generator.set_state(rng["recipe"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("data") and hasattr(self.data, "set_state"):
-            self.data.set_state(json.loads(rng["data"]))
-        self.step = int(payload["step"])
-        self.elapsed = float(payload.get("elapsed", 0.0))
-        stored = payload.get("monitor")
-        if stored:
-            from napari_nlcl.training.monitor import ProxyPairs
-
-            self.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255)
-            self.monitor_history = [tuple(x) for x in json.loads(stored["history"])]
-        best = payload.get("best")
-        if best:
-            self.best = {"step": int(best["step"]), "score": float(best["score"]),
-                         "networks": best["networks"]}
-        if self.ema is not None and payload.get("ema"):
-            for name, state in payload["ema"].items():
-                for k, v in state.items():
-                    self.ema[name][k].copy_(v)
-            self._ema_updates = int(payload.get("ema_updates", 0))
-        for sched in self.schedulers.values():  # LambdaLR lr follows its own counter
-            for g, lr in zip(sched.optimizer.param_groups, sched.get_last_lr()):
-                g["lr"] = lr
+        """Everything a checkpoint holds (:func:`~napari_nlcl.training.checkpoints.training_payload`)."""
+        return training_payload(self)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         target = Path(path) if path else self.checkpoint
@@ -461,6 +350,45 @@ class Trainer:
         return {k: self.precision.tensor(
                     (v.repeat(1, want, 1, 1) if want and want > 1 and v.ndim == 4 and v.shape[1] == 1 else v)
                     .to(self.device, non_blocking=True)) for k, v in batch.items()}
+
+    def _train_step(self) -> dict[str, Any]:
+        """One step of the recipe, its weight average and schedules; returns its losses."""
+        r = self.recipe
+        batch = self._next_batch()
+        with self.precision.autocast():
+            losses = r.training_step(batch, self.step)
+        if r.scaler is not None:
+            r.scaler.update()
+        if self.ema is not None:
+            self._update_ema()
+        with warnings.catch_warnings():
+            # an optimiser a recipe leaves idle (e.g. the discriminator's when its loss
+            # weight is 0) still follows the schedule; torch warns about that
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for sched in self.schedulers.values():
+                sched.step()
+        self.step += 1
+        return losses
+
+    def _periodic_events(self) -> Generator[TrainEvent, None, None]:
+        """The preview and the quality monitor where this step is due for them (and patience)."""
+        cfg, r = self.config, self.recipe
+        if cfg.preview_every and self.preview_image is not None and (
+            self.step % cfg.preview_every == 0 or self.step == cfg.steps
+        ):
+            preview = r.preview(self.preview_image)
+            r.train(True)
+            yield TrainEvent("preview", self.step, cfg.steps, preview=preview)
+        if self.monitor is not None and cfg.monitor_every and (
+            self.step % cfg.monitor_every == 0 or self.step == cfg.steps
+        ):
+            result = self._evaluate()
+            r.train(True)
+            yield TrainEvent("monitor", self.step, cfg.steps, monitor=result)
+            if cfg.patience and self.evaluations_since_best() >= cfg.patience:
+                self.stop_reason = (
+                    f"stopped early at step {self.step}: the quality monitor has not improved "
+                    f"for {cfg.patience} evaluations (best at step {self.best['step']})")
 
     def fit_iter(self) -> Generator[TrainEvent, None, None]:
         """Train to ``config.steps``, yielding a :class:`TrainEvent` after every step.
@@ -497,20 +425,7 @@ class Trainer:
                 yield TrainEvent("monitor", self.step, cfg.steps, monitor=self._evaluate())  # the start
                 r.train(True)
             while self.step < cfg.steps:
-                batch = self._next_batch()
-                with self.precision.autocast():
-                    losses = r.training_step(batch, self.step)
-                if r.scaler is not None:
-                    r.scaler.update()
-                if self.ema is not None:
-                    self._update_ema()
-                with warnings.catch_warnings():
-                    # an optimiser a recipe leaves idle (e.g. the discriminator's when its loss
-                    # weight is 0) still follows the schedule; torch warns about that
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                    for sched in self.schedulers.values():
-                        sched.step()
-                self.step += 1
+                losses = self._train_step()
                 now = clock()
                 self.elapsed = elapsed_before + (now - started)
                 rate = (self.step - first_step) / max(now - started, 1e-9)
@@ -525,22 +440,7 @@ class Trainer:
                     lr=self.lr, images_per_s=rate * cfg.batch_size,
                     seconds_left=(cfg.steps - self.step) / max(rate, 1e-9),
                 )
-                if cfg.preview_every and self.preview_image is not None and (
-                    self.step % cfg.preview_every == 0 or self.step == cfg.steps
-                ):
-                    preview = r.preview(self.preview_image)
-                    r.train(True)
-                    yield TrainEvent("preview", self.step, cfg.steps, preview=preview)
-                if self.monitor is not None and cfg.monitor_every and (
-                    self.step % cfg.monitor_every == 0 or self.step == cfg.steps
-                ):
-                    result = self._evaluate()
-                    r.train(True)
-                    yield TrainEvent("monitor", self.step, cfg.steps, monitor=result)
-                    if cfg.patience and self.evaluations_since_best() >= cfg.patience:
-                        self.stop_reason = (
-                            f"stopped early at step {self.step}: the quality monitor has not improved "
-                            f"for {cfg.patience} evaluations (best at step {self.best['step']})")
+                yield from self._periodic_events()
                 if cfg.minutes and not self.stop_reason and clock() - started + elapsed_before >= cfg.minutes * 60:
                     self.stop_reason = f"time budget of {cfg.minutes:g} min reached at step {self.step}"
                 if self.checkpoint and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
