@@ -309,3 +309,24 @@ def test_resolve_channel_axis():
     assert resolve_channel_axis((10, 10, 5), "auto") is None
     assert resolve_channel_axis((10, 10), "auto") is None
     assert resolve_channel_axis((3, 10, 10), -3) == 0
+
+
+def test_a_call_checks_its_input_once_however_many_planes_and_blocks():
+    """Validation and tile planning run once per call (the plan), not again per plane or dask block."""
+    from unittest import mock
+
+    import dask.array as da
+
+    from napari_nlcl import load_model
+    from napari_nlcl.inference import apply
+
+    stack = da.from_array(np.random.default_rng(0).random((3, 48, 48, 3), dtype=np.float32), chunks=(1, 48, 48, 3))
+    model = load_model("dcp")
+    with mock.patch.object(apply, "check_inputs", wraps=apply.check_inputs) as checked:
+        lazy = predict(stack, model, device="cpu")
+        assert checked.call_count == 1
+        out = lazy.compute(scheduler="sync")
+    assert checked.call_count == 1 and out.shape == stack.shape
+    with mock.patch.object(apply, "check_inputs", wraps=apply.check_inputs) as checked:
+        predict(np.asarray(stack), model, device="cpu")
+    assert checked.call_count == 1

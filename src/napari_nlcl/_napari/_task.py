@@ -208,9 +208,9 @@ class TaskWidget(Container):
         self.stop_button.enabled = busy
 
     def _prepare(self):
-        """Validate the selection in the main thread; return (layer, model, kwargs)."""
+        """Check the selection in the main thread; return (layer, model, the engine's plan)."""
         from napari_nlcl.api import load_model
-        from napari_nlcl.checks import check_inputs
+        from napari_nlcl.inference import plan_inference
 
         layer = self.layer_combo.value
         if layer is None:
@@ -219,12 +219,10 @@ class TaskWidget(Container):
             raise ValueError(f"layer {layer.name!r} is multiscale; these are not supported yet")
         model = load_model(self.method_combo.value, task=self.task, **self.options())
         channel_axis = -1 if layer.rgb else None
-        check_inputs(layer.data, model, channel_axis=channel_axis, tile=int(self.tile_spin.value),
-                     overlap=None, batch_size=1)
-        kwargs = dict(channel_axis=channel_axis, tile=int(self.tile_spin.value),
-                      device=self.device_combo.value, precision=self.precision_combo.value,
-                      value_range=self._value_range(layer))
-        return layer, model, kwargs
+        plan = plan_inference(layer.data, model, channel_axis=channel_axis, tile=int(self.tile_spin.value),
+                              device=self.device_combo.value, precision=self.precision_combo.value,
+                              value_range=self._value_range(layer))
+        return layer, model, plan
 
     def _value_range(self, layer: Any) -> Any:
         """The ``value_range`` of the engine for the chosen "value range" setting."""
@@ -242,20 +240,20 @@ class TaskWidget(Container):
         if self._worker is not None:
             return None
         try:
-            layer, model, kwargs = self._prepare()
+            layer, model, plan = self._prepare()
         except (ValueError, TypeError, OSError) as exc:  # OSError: a missing model file
             notify_error(str(exc))
             return None
         if is_dask(layer.data) and self.lazy_check.value:
-            return self._run_lazy(layer, model, kwargs)
-        return self._start(predict_worker(layer.data, model, kwargs), layer)
+            return self._run_lazy(layer, model, plan)
+        return self._start(predict_worker(layer.data, model, plan), layer)
 
-    def _run_lazy(self, layer: Any, model: Any, kwargs: dict):
+    def _run_lazy(self, layer: Any, model: Any, plan: Any):
         """Add a lazy result of a dask ``layer`` once the plane on screen is computed."""
-        from napari_nlcl.inference import predict, shared_planes
+        from napari_nlcl.inference import run_plan, shared_planes
 
         try:
-            result = predict(layer.data, model, **kwargs)
+            result = run_plan(layer.data, model, plan)  # lazy: builds the graph (checked in _prepare)
         except (ValueError, TypeError) as exc:
             notify_error(str(exc))
             return None
@@ -338,20 +336,20 @@ class TaskWidget(Container):
 
     def save_zarr(self, *_: Any):
         """Process the whole layer lazily and write it plane by plane to a zarr file."""
-        from napari_nlcl.inference import predict
+        from napari_nlcl.inference import run_plan
         from napari_nlcl.io import check_target, iter_write
 
         if self._worker is not None:
             return None
         try:
-            layer, model, kwargs = self._prepare()
+            layer, model, plan = self._prepare()
             path = Path(self.zarr_path.value)
             if path.suffix.lower() != ".zarr":
                 path = path.with_name(path.name + ".zarr") if path.name else path
             check_target(path, {".zarr"})
             import dask.array as da
 
-            lazy = predict(da.asarray(layer.data), model, **kwargs)  # rechunked to planes there
+            lazy = run_plan(da.asarray(layer.data), model, plan)  # rechunked to planes there
         except (ValueError, TypeError, FileNotFoundError, PermissionError) as exc:
             notify_error(str(exc))
             return None

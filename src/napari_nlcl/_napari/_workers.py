@@ -72,15 +72,16 @@ def generator_worker(gen):
     return thread_worker(work, ignore_errors=True, start_thread=False)()
 
 
-def predict_worker(data: Any, model: Any, kwargs: dict):
-    """An unstarted worker running the engine on ``data``; yields (done, total), returns the result."""
-    from napari_nlcl.inference import iter_predict
+def predict_worker(data: Any, model: Any, plan: Any):
+    """An unstarted worker running the engine on ``data`` along its checked ``plan``
+    (:func:`napari_nlcl.inference.plan_inference`); yields (done, total), returns the result."""
+    from napari_nlcl.inference import iter_plan
 
     def steps():
         import numpy as np
 
         array = np.asarray(data)  # a dask layer without lazy output is read here
-        gen = iter_predict(array, model, **kwargs)
+        gen = iter_plan(array, model, plan)
         while True:
             try:
                 p = next(gen)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -41,21 +41,28 @@ DEFAULT_TILE = 1024
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What :func:`plan_inference` checked and decided for one call: model info, resolved channel
+    axis, tiling, device, precision and value range.  :func:`iter_plan` and the dask blocks follow it."""
+
+    info: ModelInfo
+    axis: int | None
+    tile: int
+    overlap: int
+    batch_size: int
+    device: Any = "auto"
+    precision: Any = "auto"
+    amp: bool = False
+    value_range: Any = None
+
+
+@dataclass(frozen=True)
 class Progress:
     """A progress event: ``done`` of ``total`` tiles over the whole array."""
 
     done: int
     total: int
     message: str = ""
-
-
-# --------------------------------------------------------------------------- device
-
-
-# --------------------------------------------------------------------------- validation
-
-
-# --------------------------------------------------------------------------- intensity
 
 
 # --------------------------------------------------------------------------- channels
@@ -183,8 +190,8 @@ def _planes_per_image(info: ModelInfo, c: int) -> int:
 
 
 # --------------------------------------------------------------------------- numpy
-def iter_predict(
-    image: np.ndarray,
+def plan_inference(
+    image: Any,
     model: Any,
     *,
     channel_axis: Any = "auto",
@@ -195,20 +202,38 @@ def iter_predict(
     amp: bool = False,
     value_range: Any = None,
     precision: Any = "auto",
-) -> Generator[Progress, None, np.ndarray]:
+) -> Plan:
+    """Check everything :func:`predict` needs, once, and return the :class:`Plan` it follows.
+
+    Raises ``TypeError``/``ValueError`` with a message for bad input before any
+    computing; a widget calls it in the main thread, then runs :func:`iter_plan`
+    in a worker.  Arguments as in :func:`predict`.
+    """
+    info, axis, tile, overlap, batch_size = check_inputs(
+        image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, batch_size=batch_size
+    )
+    resolve_precision(precision, select_device(device), amp=amp)  # a bad precision fails now
+    return Plan(info, axis, tile, overlap, batch_size, device, precision, amp, value_range)
+
+
+def iter_predict(image: np.ndarray, model: Any, **kwargs: Any) -> Generator[Progress, None, np.ndarray]:
     """Generator form of :func:`predict` for numpy arrays.
 
     Yields :class:`Progress` after every batch of tiles and returns the result
     (``result = yield from iter_predict(...)``), so a GUI worker can report
-    progress and stop between tiles.  Arguments as in :func:`predict`.
+    progress and stop between tiles.  Keyword arguments as in :func:`predict`.
     """
     if is_dask(image):
         raise TypeError("iter_predict takes a numpy array; use predict() for dask arrays")
-    info, axis, tile, overlap, batch_size = check_inputs(
-        image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, batch_size=batch_size
-    )
-    dev = select_device(device)
-    prec = resolve_precision(precision, dev, amp=amp, auto_bfloat16=info.auto_bfloat16).for_model(model)
+    return (yield from iter_plan(image, model, plan_inference(image, model, **kwargs)))
+
+
+def iter_plan(image: np.ndarray, model: Any, plan: Plan) -> Generator[Progress, None, np.ndarray]:
+    """:func:`iter_predict` along a checked :class:`Plan` (no second check)."""
+    info, axis, tile, overlap, batch_size = plan.info, plan.axis, plan.tile, plan.overlap, plan.batch_size
+    dev = select_device(plan.device)
+    prec = resolve_precision(plan.precision, dev, amp=plan.amp,
+                             auto_bfloat16=info.auto_bfloat16).for_model(model)
     model.to(dev)
     model.eval()
     prec.prepare(model)
@@ -233,7 +258,7 @@ def iter_predict(
             for idx in np.ndindex(*lead) if lead else [()]:
                 gen = _iter_plane(
                     np.asarray(moved[idx]), model, info, device=dev, tile=tile, overlap=overlap,
-                    batch_size=batch_size, precision=prec, value_range=value_range,
+                    batch_size=batch_size, precision=prec, value_range=plan.value_range,
                 )
                 base = done
                 while True:
@@ -252,11 +277,11 @@ def iter_predict(
     return out if axis is None else np.moveaxis(out, -1, axis)
 
 
-def _run_numpy(
-    image: np.ndarray, model: Any, progress: Callable[[Progress], None] | None = None, **kwargs: Any
-) -> np.ndarray:
-    """Drain :func:`iter_predict`, passing its events to ``progress``."""
-    gen = iter_predict(image, model, **kwargs)
+def run_plan(image: Any, model: Any, plan: Plan, progress: Callable[[Progress], None] | None = None):
+    """:func:`predict` along a checked :class:`Plan`: numpy now, or a lazy dask array."""
+    if is_dask(image):
+        return _predict_dask(image, model, plan)
+    gen = iter_plan(image, model, plan)
     while True:
         try:
             event = next(gen)
@@ -327,23 +352,15 @@ def predict(
     >>> out.shape, out.dtype
     ((64, 64, 3), dtype('float32'))
     """
-    kwargs = dict(
-        channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
-        batch_size=batch_size, amp=amp, value_range=value_range, precision=precision,
-    )
-    if is_dask(image):
-        return _predict_dask(image, model, **kwargs)
-    return _run_numpy(image, model, progress, **kwargs)
+    plan = plan_inference(image, model, channel_axis=channel_axis, tile=tile, overlap=overlap, device=device,
+                          batch_size=batch_size, amp=amp, value_range=value_range, precision=precision)
+    return run_plan(image, model, plan, progress)
 
 
-def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
+def _predict_dask(image, model: Any, plan: Plan):
     import dask.array as da
 
-    info, axis, *_ = check_inputs(
-        image, model, channel_axis=channel_axis, tile=kwargs["tile"], overlap=kwargs["overlap"],
-        batch_size=kwargs["batch_size"],
-    )
-    resolve_precision(kwargs["precision"], select_device(kwargs["device"]), amp=kwargs["amp"])  # fail now
+    axis = plan.axis
     moved = image if axis is None else da.moveaxis(image, axis, -1)
     plane_ndim = 2 if axis is None else 3
     n_lead = moved.ndim - plane_ndim
@@ -351,21 +368,22 @@ def _predict_dask(image, model: Any, *, channel_axis: Any, **kwargs: Any):
     moved = moved.rechunk(chunks)
     from napari_nlcl.inference.cluster import task_model
 
-    # a name for the model that travels once per worker, not a copy in every task (cluster.py)
-    fn = partial(_run_block, channel_axis=None if axis is None else -1, **kwargs)
+    # a name for the model that travels once per worker, not a copy in every task (cluster.py);
+    # blocks hold whole planes with the channels last, and follow the plan checked here
+    block_plan = replace(plan, axis=None if axis is None else moved.ndim - 1)
     out = da.map_blocks(
-        fn, moved, task_model(model), dtype=image.dtype, chunks=moved.chunks,
-        name=f"nlcl-{info.task}-{uuid.uuid4().hex}",
+        partial(_run_block, plan=block_plan), moved, task_model(model), dtype=image.dtype, chunks=moved.chunks,
+        name=f"nlcl-{plan.info.task}-{uuid.uuid4().hex}",
         meta=np.empty((0,) * moved.ndim, dtype=image.dtype),
     )
     return out if axis is None else da.moveaxis(out, -1, axis)
 
 
-def _run_block(block: np.ndarray, model: Any, **kwargs: Any) -> np.ndarray:
+def _run_block(block: np.ndarray, model: Any, *, plan: Plan) -> np.ndarray:
     """One block of a lazy result: the model named by the task (:mod:`napari_nlcl.inference.cluster`)."""
     from napari_nlcl.inference.cluster import resolve
 
-    return _run_numpy(block, resolve(model), **kwargs)
+    return run_plan(block, resolve(model), plan)
 
 
 def shared_planes(lazy: Any, *, keep: int = 8):
