@@ -20,7 +20,8 @@ from typing import Any
 # public name -> the module that defines it
 _NAMES = {
     **dict.fromkeys(("DEFAULT_TILE", "Plan", "Progress", "iter_plan", "iter_predict", "plan_inference", "predict",
-                     "run_plan", "shared_planes"), "apply"),
+                     "run_plan"), "apply"),
+    "shared_planes": "lazy",
     **dict.fromkeys(("available_devices", "select_device"), "devices"),
     "default_overlap": "tiling",
 }
