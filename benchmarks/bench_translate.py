@@ -90,7 +90,7 @@ def train(args) -> None:
     out = Path(args.output) if args.output else None
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=2e-4, seed=args.seed,
                       schedule="linear", decay_start=0.5, device="cpu",
-                      checkpoint_every=250 if out is not None else 0)
+                      checkpoint_every=250 if out is not None else 0, ema=args.ema)
     if args.resume:
         if out is None or not out.exists():
             raise SystemExit("--resume needs the -o checkpoint of an earlier run")
@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--net", help='generator overrides as JSON, e.g. \'{"residual": false}\'')
     ap.add_argument("-o", "--output", help="checkpoint file to keep (.pt)")
     ap.add_argument("--json", help="write the rows to this file")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="score a moving average of the weights (e.g. 0.999) instead of the last ones")
     ap.add_argument("--resume", action="store_true", help="continue the run saved in -o (checkpoints every 250 steps)")
     ap.add_argument("--speed", action="store_true", help="time training iterations and inference instead")
     ap.add_argument("--repeat", type=int, default=3)
