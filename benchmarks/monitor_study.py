@@ -45,7 +45,7 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
         sources = {"hazy": str(trace.parent / "data" / "dehaze_val_hazy")}
     data = RandomCrops(sources, crop=64)
     if recipe.task == "derain" and (pairs or gains):  # a variant of the shipped monitor
-        from napari_nlcl.training.derain import derain_proxy_pairs
+        from napari_nlcl.training.monitor import derain_proxy_pairs
 
         monitor = derain_proxy_pairs(recipe.gen_b, data.sources["rainy"], seed=seed, pairs=pairs or 16,
                                      gains=gains or (1.0,))

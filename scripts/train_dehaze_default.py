@@ -64,7 +64,7 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
     from napari_nlcl import synth
     from napari_nlcl.modelfile import save_checkpoint
     from napari_nlcl.training import load_recipe
-    from napari_nlcl.nets.aecr import thumbnail
+    from napari_nlcl.nets.aecr_blocks import thumbnail
 
     recipe, payload = load_recipe(path)
     branch = recipe.net.airlight

@@ -81,7 +81,7 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.derain import DerainNet
     from napari_nlcl.synth.banks import add_bank_rain, gaussian_blur, make_rain_bank
-    from napari_nlcl.training.derain import DerainConfig
+    from napari_nlcl.training.derain_config import DerainConfig
 
     recipe, payload = load_recipe(start)
     cfg = json.loads(payload["config"])

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from napari_nlcl import synth
-from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, Mixup, local_mean, preset
+from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
+from napari_nlcl.nets.aecr_blocks import Mixup, local_mean
 from napari_nlcl.nets.layers import DeformConv2d, deform_conv2d, torchvision_deform_conv2d
 
 
@@ -184,7 +185,7 @@ def test_physics_output_inverts_the_scattering_model(coarse_t):
 def test_airlight_prior_finds_the_haze_colour():
     from skimage import data
 
-    from napari_nlcl.nets.aecr import AirlightNet
+    from napari_nlcl.nets.aecr_blocks import AirlightNet
 
     clear = data.astronaut().astype(np.float32) / 255
     depth = synth.random_depth(clear.shape, rng=0, sky_fraction=0.2)

@@ -14,15 +14,16 @@ from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.nets.derain import (
     DEFAULT_WEIGHTS,
     DerainNet,
-    PatchDiscriminator,
     build,
     grow_stem,
     load_grown,
     preset,
 )
+from napari_nlcl.nets.discriminators import PatchDiscriminator
 from napari_nlcl.metrics import y_psnr
 from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank, veil_field
-from napari_nlcl.training.derain import DerainConfig, DerainRecipe
+from napari_nlcl.training.derain import DerainRecipe
+from napari_nlcl.training.derain_config import DerainConfig
 
 # a recipe small enough to take a few dozen steps in seconds
 TINY = {"net": {"channels": (8, 16)}, "rain_preset": "rain", "rain_bank": 8, "rain_bank_size": 64,

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.nets.translate import TranslateNet, TranslateNetConfig, build, discriminator
+from napari_nlcl.nets.discriminators import discriminator
+from napari_nlcl.nets.translate import TranslateNet, TranslateNetConfig, build
 from napari_nlcl.training.translate import TranslateConfig, TranslateRecipe
 
 TINY = {"net": {"ngf": 4, "blocks": 2}, "disc_ndf": 8, "num_patches": 32}

@@ -19,9 +19,9 @@ generator is needed at inference.  Both are :class:`DerainNet` s:
     same residual output.  Offered to compare cost and quality.
 
 Neither uses normalisation layers, so tiled inference equals whole-image
-inference (``exact_tiling``).  :class:`PatchDiscriminator` is the LSGAN
-PatchGAN that judges backgrounds against clean images; its early layers also
-provide the features of NLCL's layer contrast.
+inference (``exact_tiling``).  The residual blocks and the veil branch are in
+:mod:`napari_nlcl.nets.derain_blocks`; the PatchGAN that judges backgrounds
+against clean images in training is :class:`napari_nlcl.nets.discriminators.PatchDiscriminator`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_nlcl.model import ModelInfo
+from napari_nlcl.nets.derain_blocks import VeilNet, res_blocks
 
 ARCHS = ("unet", "resnet")
 OUTPUTS = ("background", "rain")
@@ -99,91 +100,6 @@ def preset(name: str, **overrides: Any) -> DerainNetConfig:
     return DerainNetConfig(**{**PRESETS[name], **overrides})
 
 
-class ResBlock(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(x), 0.2))
-
-
-def _blocks(c: int, n: int) -> nn.Sequential:
-    return nn.Sequential(*[ResBlock(c) for _ in range(n)])
-
-
-class VeilNet(nn.Module):
-    """A smooth rain veil ``(B, 1, H, W)`` (light added by rain accumulation) from the whole image.
-
-    A veil cannot be told from a bright surface by a local window: what gives
-    it away is how the dark channel and the contrast change across the whole
-    scene (a veil thickening towards one side over the same grass, say).  So
-    the veil is estimated on an area-downsampled thumbnail (short side
-    ``size``) of the whole plane, with its dark channel and the pixel
-    coordinates as extra inputs: an encoder to 1/8 of the thumbnail with
-    global mean-pooled context, a decoder back to the thumbnail, and a
-    bilinear resize to the image.  The output is grey (rain is white light),
-    in [0, ``max_veil``] (a softplus), and starts near zero.  The engine calls
-    :meth:`DerainNet.estimate_globals` on the whole plane, so every tile
-    subtracts the same veil.
-    """
-
-    def __init__(self, channels: int, size: int = 96, width: int = 32, max_veil: float = 0.7):
-        super().__init__()
-        self.size, self.max_veil = int(size), float(max_veil)
-        c_in = channels + 4  # colours, min over colours, dark channel, y, x
-        w = width
-        self.enc = nn.ModuleList([
-            nn.Conv2d(c_in, w, 3, padding=1),
-            nn.Conv2d(w, w, 3, stride=2, padding=1),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
-        ])
-        self.context = nn.Linear(2 * w, 2 * w)
-        self.dec = nn.ModuleList([
-            nn.Conv2d(4 * w, 2 * w, 3, padding=1),
-            nn.Conv2d(2 * w + 2 * w, w, 3, padding=1),
-            nn.Conv2d(w + w, w, 3, padding=1),
-            nn.Conv2d(w + w, w, 3, padding=1),
-        ])
-        self.out = nn.Conv2d(w, 1, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.constant_(self.out.bias, -0.1)  # softplus(20 x -0.1) / 20 = 0.006: almost no veil at first
-
-    def thumbnail_veil(self, th: torch.Tensor) -> torch.Tensor:
-        """Veil at the thumbnail's resolution from the thumbnail ``(B, C, h, w)``."""
-        from napari_nlcl.classical.filters import min_filter
-
-        b, _, h, w = th.shape
-        m = th.amin(1, keepdim=True)
-        ys = torch.linspace(-1, 1, h, device=th.device, dtype=th.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
-        xs = torch.linspace(-1, 1, w, device=th.device, dtype=th.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
-        f = torch.cat([th * 2 - 1, m * 2 - 1, min_filter(m, 5) * 2 - 1, ys, xs], 1)
-        skips = []
-        for conv in self.enc:
-            f = F.leaky_relu(conv(f), 0.2)
-            skips.append(f)
-        g = F.leaky_relu(self.context(f.mean((2, 3))), 0.2)[:, :, None, None].expand_as(f)
-        f = F.leaky_relu(self.dec[0](torch.cat([f, g], 1)), 0.2)
-        for conv, skip in zip(self.dec[1:], reversed(skips[:-1])):
-            f = F.interpolate(f, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            f = F.leaky_relu(conv(torch.cat([f, skip], 1)), 0.2)
-        # a softplus, not a sigmoid: no flat region in which the branch could stop learning
-        return F.softplus(self.out(f), beta=20.0).clamp(max=self.max_veil)
-
-    def thumbnail_size(self, h: int, w: int) -> tuple[int, int]:
-        """The thumbnail a ``h x w`` image is estimated on (short side ``size``, at least 8 px)."""
-        scale = min(1.0, self.size / min(h, w))
-        return max(8, round(h * scale)), max(8, round(w * scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        size = self.thumbnail_size(h, w)
-        th = F.adaptive_avg_pool2d(x, size) if self.size < min(h, w) else F.interpolate(
-            x, size=size, mode="bilinear", align_corners=False)
-        v = self.thumbnail_veil(th)
-        return F.interpolate(v, size=(h, w), mode="bilinear", align_corners=False)
 
 
 class DerainNet(nn.Module):
@@ -209,13 +125,13 @@ class DerainNet(nn.Module):
         extra = 1 if cfg.dark_radius else 0  # the dark-channel cue is one more input plane
         self.stem = nn.Conv2d((c_in + extra) * s * s, ch[0], 3, padding=1)
         if cfg.arch == "unet":
-            self.enc = nn.ModuleList(_blocks(c, cfg.blocks) for c in ch[:-1])
+            self.enc = nn.ModuleList(res_blocks(c, cfg.blocks) for c in ch[:-1])
             self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(ch[:-1], ch[1:]))
-            self.bottom = _blocks(ch[-1], 2 * cfg.blocks)
+            self.bottom = res_blocks(ch[-1], 2 * cfg.blocks)
             self.up = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(ch[:-1], ch[1:]))
-            self.dec = nn.ModuleList(_blocks(c, cfg.blocks) for c in ch[:-1])
+            self.dec = nn.ModuleList(res_blocks(c, cfg.blocks) for c in ch[:-1])
         else:
-            self.body = _blocks(ch[0], cfg.blocks)
+            self.body = res_blocks(ch[0], cfg.blocks)
         self.head = nn.Conv2d(ch[0], c_in * s * s, 3, padding=1)
         self.veil_net = VeilNet(c_in) if cfg.veil else None
         nn.init.zeros_(self.head.weight)  # start as the identity (no rain removed)
@@ -335,33 +251,6 @@ class DerainNet(nn.Module):
         return self.flops_per_pixel() / 1e3
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN (Isola et al. 2017): 4x4 convs, ``n_layers`` stride-2 stages, LSGAN logits map.
-
-    ``layers()`` names the modules whose outputs feed NLCL's layer contrast.
-    """
-
-    def __init__(self, in_channels: int = 3, ndf: int = 32, n_layers: int = 3):
-        super().__init__()
-        seq: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-        mult = 1
-        for n in range(1, n_layers + 1):
-            prev, mult = mult, min(2 ** n, 8)
-            stride = 2 if n < n_layers else 1
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1),
-                    nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2)]
-        seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
-        self.model = nn.Sequential(*seq)
-        self.in_channels = in_channels
-        self.ndf = ndf
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x * 2.0 - 1.0)
-
-    def contrast_layers(self) -> tuple[tuple[str, int, int], ...]:
-        """``(name, channels, down-sampling factor)`` of the raw input and the first two stages."""
-        return (("input", self.in_channels, 1), ("model.1", self.ndf, 2), ("model.4", 2 * self.ndf, 4))
-
 
 def grow_stem(state: dict[str, torch.Tensor], net: DerainNet) -> dict[str, torch.Tensor]:
     """``state`` of a generator without the dark-channel cue, fitted to ``net`` which has it.
@@ -432,14 +321,13 @@ def default_model(**_ignored: Any) -> DerainNet:
     return load_shipped_model(DEFAULT_WEIGHTS, name="default (NLCL U-Net)", what="deraining")
 
 
+
 __all__ = [
     "ARCHS",
     "DEFAULT_WEIGHTS",
     "PRESETS",
     "DerainNet",
     "DerainNetConfig",
-    "VeilNet",
-    "PatchDiscriminator",
     "build",
     "default_model",
     "grow_stem",

@@ -29,8 +29,8 @@ Instance norm and tiles
     whole-image inference with the network's own statistics exactly for
     planes up to ``stats_pixels`` (tested).
 
-:class:`PatchDiscriminator` (the 70x70 PatchGAN of pix2pix/CUT, LSGAN) is the
-one of :mod:`napari_nlcl.nets.derain`.
+The discriminator that trains it (the 70x70 PatchGAN of pix2pix/CUT, LSGAN)
+is :func:`napari_nlcl.nets.discriminators.discriminator`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from torch import nn
 from napari_nlcl.model import ModelInfo
 from napari_nlcl.nets.layers import ReflectConv2d, full_precision, reflect_pad
 from napari_nlcl.inference.tiling import pad_to_multiple
-from napari_nlcl.nets.derain import PatchDiscriminator
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "translate_default.pt"
 
@@ -94,8 +93,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # residual output that starts as the identity (learns in far fewer steps; see the README)
     "light": {"ngf": 16, "blocks": 6, "residual": True},
 }
-#: discriminator width per generator preset
-DISC_NDF = {"full": 64, "light": 32}
 
 
 def preset(name: str, **overrides: Any) -> TranslateNetConfig:
@@ -354,11 +351,6 @@ def build(preset_name: str = "light", **overrides: Any) -> TranslateNet:
     return TranslateNet(preset(preset_name, **overrides))
 
 
-def discriminator(preset_name: str, in_channels: int, ndf: int | None = None) -> PatchDiscriminator:
-    """CUT's PatchGAN (3 stride-2 layers, LSGAN) sized for ``preset_name``."""
-    return PatchDiscriminator(in_channels, ndf or DISC_NDF[preset_name], n_layers=3)
-
-
 def default_model(**_ignored: Any) -> TranslateNet:
     """The shipped example translator (photo -> the project's "film" style, see the README)."""
     from napari_nlcl.inference.loading import load_shipped_model
@@ -373,6 +365,5 @@ __all__ = [
     "TranslateNetConfig",
     "build",
     "default_model",
-    "discriminator",
     "preset",
 ]

@@ -8,8 +8,9 @@
 * :mod:`~napari_nlcl.training.plan`: :func:`plan_run`, the one way a run is set up
   (``finetune()``, the CLI and the Train widget all call it);
 * :mod:`~napari_nlcl.training.data` and :mod:`~napari_nlcl.training.monitor`;
-* one module per recipe: :mod:`~napari_nlcl.training.derain`,
-  :mod:`~napari_nlcl.training.dehaze`, :mod:`~napari_nlcl.training.translate`.
+* one module per recipe: :mod:`~napari_nlcl.training.derain` (its settings in
+  :mod:`~napari_nlcl.training.derain_config`), :mod:`~napari_nlcl.training.dehaze`,
+  :mod:`~napari_nlcl.training.translate`.
 
 Applying a model never imports this package (:mod:`napari_nlcl.inference` builds
 networks from a model file's inference block).

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from napari_nlcl.contrastive.losses import ContrastiveRegularization, cr_warmup_weight
 from napari_nlcl.training import Recipe
+from napari_nlcl.training.monitor import dehaze_proxy_pairs
 from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 
 MODES = ("synthetic", "paired", "unsupervised")
@@ -326,51 +327,3 @@ class DehazeRecipe(Recipe):
     def describe(self) -> dict[str, Any]:
         return {"mode": self.config.mode, "net": asdict(self.net.config)}
 
-
-@torch.no_grad()
-def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0):
-    """:class:`~napari_nlcl.training.monitor.ProxyPairs`: clean photo crops ``C`` hazed as ``C t + A (1 - t)``
-    with the transmission ``t`` and airlight ``A`` that ``net`` estimates on the user's hazy
-    frames ``source`` (whole frames, so the airlight sees the whole plane; the Dark Channel
-    Prior's estimates for a network without a physics output)."""
-    import numpy as np
-
-    from napari_nlcl.classical.dcp import dark_channel, estimate_airlight
-    from napari_nlcl.training.monitor import ProxyPairs, photo_crops
-
-    rng = np.random.default_rng(seed)
-    device = next(net.parameters()).device
-    n = len(source)
-    picks = np.unique(np.linspace(0, n - 1, num=min(pairs, n)).round().astype(int))
-    was_training = net.training
-    net.eval()
-    hazes = []
-    try:
-        for i in picks:
-            o = torch.from_numpy(np.ascontiguousarray(source.frame(int(i))))[None].to(device)
-            if o.shape[1] == 1 and (net.info.in_channels or 1) > 1:  # grey frames, colour network
-                o = o.repeat(1, net.info.in_channels, 1, 1)
-            _, t, a = net.decompose(o)
-            if t is None:
-                a = estimate_airlight(o, dark_channel(o, 15), 0.001)
-                t = 1 - 0.95 * dark_channel(o / a.reshape(1, -1, 1, 1).clamp(min=1e-3), 15)
-            hazes.append((t.clamp(0.05, 1.0).cpu()[0], a.reshape(-1).cpu()))
-    finally:
-        net.train(was_training)
-    inputs, targets = [], []
-    for k in range(pairs):
-        t, a = hazes[k % len(hazes)]
-        _, h, w = t.shape
-        ch, cw = min(size, h), min(size, w)
-        y = int(rng.integers(0, h - ch + 1))
-        x = int(rng.integers(0, w - cw + 1))
-        tc = t[:, y:y + ch, x:x + cw]
-        clean = photo_crops(1, (ch, cw), a.numel(), rng)[0]
-        inputs.append((clean * tc + a[:, None, None] * (1 - tc)).clamp(0.0, 1.0))
-        targets.append(clean)
-    h = min(x.shape[-2] for x in inputs)
-    w = min(x.shape[-1] for x in inputs)
-    return ProxyPairs(torch.stack([x[..., :h, :w] for x in inputs]),
-                      torch.stack([x[..., :h, :w] for x in targets]),
-                      description=f"{pairs} clean photo crops under the haze the start model finds "
-                      "in the user's frames")

@@ -44,12 +44,10 @@ head is created before the optimiser and stepped with the generators.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import cached_property
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,180 +63,15 @@ from napari_nlcl.contrastive.samplers import (
     scale_coords,
 )
 from napari_nlcl.training import Recipe
-from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, PatchDiscriminator, preset
+from napari_nlcl.training.derain_config import USER_SETTINGS, DerainConfig
+from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs
+from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, preset
+from napari_nlcl.nets.discriminators import PatchDiscriminator
 
-MODES = ("synthetic", "nlcl")
+#: photos bundled with scikit-image that stand in for clean images in NLCL mode when the user gives none
 FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")
 
 
-@dataclass
-class DerainConfig:
-    """Network and loss settings of the derain recipe (``-S key=value`` on the CLI)."""
-
-    mode: str = "synthetic"
-    preset: str = "fast"
-    rain_preset: str = "rain"
-    net: dict = field(default_factory=dict)  # overrides of the background generator preset
-    # supervised terms on synthetic rain
-    sup_weight: float = 1.0
-    rain_weight: float = 0.5  # L1 of the rain generator to the synthetic rain layer
-    transplant_weight: float = 1.0  # L1 on clean images + the rain layers found in the user's images
-    transplant_gain: tuple = (1.0, 1.0)  # the found rain is scaled by a random factor in this range
-    # without clean images given: the probability that a step uses the model's own backgrounds of
-    # the user's images (detached) as the clean images, instead of the bundled photos
-    pseudo_clean: float = 0.0
-    # fine-tuning (nlcl mode from a trained model): L1 of the background to the frozen starting
-    # model's background of the same crop, and where transplants take their rain from: the
-    # model being trained ("current": a darker background means more "rain" to learn to remove,
-    # the loop that made long runs drift) or the frozen starting model ("start").  Measured over
-    # 3,000 steps (README, fine-tuning you can trust): 0 / "current" ended 1.2 dB below the start;
-    # with "start", anchors of 0.3 and 1 never fell below it (0.3 gained a little more)
-    anchor_weight: float = 0.3
-    transplant_from: str = "start"
-    # NLCL
-    consistency_weight: float = 1.0
-    sparsity_weight: float = 0.1
-    gan_weight: float = 1.0
-    layer_weight: float = 1.0
-    location_weight: float = 1.0
-    asymmetric: bool = True
-    patch_features: str = "flatten"  # layer-contrast patch vectors: "flatten" (C*p*p) or "mean" (C)
-    hard_negatives: bool = False
-    patch: int = 16
-    window: int = 40
-    nl_patches: int = 32  # self-similar patches drawn per layer (positives + the other layer's negatives)
-    nce_patches: int = 256
-    disc_ndf: int = 32
-    # rain synthesis
-    rain_bank: int = 128
-    rain_bank_size: int = 256
-    rain_layers: tuple = (1, 3)
-    rain_opacity: tuple = (0.1, 0.7)
-    veil: float = 0.5  # probability of a smooth veil (0 to veil_max, see veil_field) over the rain
-    veil_max: float = 0.2
-    additive: float = 0.0  # probability that rain is added (O = B + R) instead of screen-blended
-    veil_ref: float = 0.0  # > 0: the veil scales with the streaks' mean light, full range from this
-    downpour: float = 0.0  # probability of heavy rain: faint dense streaks over a strong added veil
-    downpour_veil: tuple = (0.1, 0.4)  # the range of a downpour's veil (before veil_field's variation)
-    # probability that a downpour's streak layer is a sheet: long (30-200 px), wide (2.5-8 px),
-    # soft streaks, how heavy rain close to the camera looks (see sheet_params)
-    downpour_sheets: float = 0.0
-    # probability of light rain instead: two or three layers of thin (0.4-1.2 px), short
-    # (4-24 px), dense streaks (drizzle_params) at different defocus (depths), opacity 0.15-0.5
-    drizzle: float = 0.0
-    # squared error of a veil branch (net={"veil": True}) to the synthetic veil: its mean, not
-    # its median (L1's choice, which is "no veil" while half of the crops have none)
-    veil_weight: float = 10.0
-    blur: float = 1.5  # streaks are defocused by a Gaussian of sigma up to this (px)
-    bank_seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
-                     "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
-                     "pseudo_clean", "downpour_sheets", "anchor_weight", "drizzle"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-        for name in ("patch", "window", "nl_patches", "nce_patches", "disc_ndf", "rain_bank", "rain_bank_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.transplant_from not in ("current", "start"):
-            raise ValueError(f"transplant_from must be 'current' or 'start', got {self.transplant_from!r}")
-        if self.patch_features not in ("flatten", "mean"):
-            raise ValueError(f"patch_features must be 'flatten' or 'mean', got {self.patch_features!r}")
-        if self.window <= self.patch:
-            raise ValueError(f"window ({self.window}) must be larger than patch ({self.patch})")
-        if self.nl_patches < 8:
-            raise ValueError("nl_patches must be >= 8 (the background anchor uses 8 positives)")
-        self.rain_layers = tuple(int(v) for v in self.rain_layers)
-        self.rain_opacity = tuple(float(v) for v in self.rain_opacity)
-        self.downpour_veil = tuple(float(v) for v in self.downpour_veil)
-        self.transplant_gain = tuple(float(v) for v in self.transplant_gain)
-        if len(self.transplant_gain) != 2 or not 0 < self.transplant_gain[0] <= self.transplant_gain[1] <= 4:
-            raise ValueError(f"transplant_gain must be (low, high) with 0 < low <= high <= 4, got {self.transplant_gain}")
-        for name in ("downpour", "pseudo_clean", "downpour_sheets", "drizzle"):
-            if getattr(self, name) > 1:
-                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
-        if len(self.downpour_veil) != 2 or not 0 <= self.downpour_veil[0] <= self.downpour_veil[1] <= 1:
-            raise ValueError(f"downpour_veil must be (low, high) in [0, 1], got {self.downpour_veil}")
-        if len(self.rain_layers) != 2 or not 1 <= self.rain_layers[0] <= self.rain_layers[1]:
-            raise ValueError(f"rain_layers must be (min, max) with 1 <= min <= max, got {self.rain_layers}")
-        lo, hi = self.rain_opacity
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"rain_opacity must be (low, high) in [0, 1], got {self.rain_opacity}")
-        preset(self.preset, **self.net)  # validates the architecture now, with a clear message
-        preset(self.rain_preset)
-
-    def synthesis_kwargs(self) -> dict[str, Any]:
-        """The :func:`add_bank_rain` settings of this recipe (its rain synthesis)."""
-        return {"layers": self.rain_layers, "opacity": self.rain_opacity, "veil": self.veil,
-                "veil_max": self.veil_max, "blur": self.blur, "additive": self.additive,
-                "veil_ref": self.veil_ref, "downpour": self.downpour, "downpour_veil": self.downpour_veil,
-                "sheets": self.downpour_sheets, "drizzle": self.drizzle}
-
-    @property
-    def min_crop(self) -> int:
-        return max(self.window, 32)
-
-
-# ----------------------------------------------------------------------------- rain synthesis
-
-
-def _fallback_clean_images() -> list[np.ndarray]:
-    import skimage.data
-
-    images = []
-    for name in FALLBACK_CLEAN:
-        im = np.asarray(getattr(skimage.data, name)(), dtype=np.float32) / 255.0
-        if im.ndim == 2:
-            im = np.repeat(im[..., None], 3, axis=-1)
-        images.append(np.ascontiguousarray(im[..., :3]))
-    return images
-
-
-@torch.no_grad()
-def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0,
-                       gains: tuple = (1.0,)):
-    """:class:`~napari_nlcl.training.monitor.ProxyPairs` of clean photo crops carrying the rain ``net``
-    finds (``O - B``, clipped at 0) in crops of the user's rainy frames ``source``, scaled by
-    each of ``gains`` in turn (a gain below 1 makes light-rain pairs, where removing scene
-    detail shows)."""
-    from napari_nlcl.training.monitor import ProxyPairs, frame_crops, photo_crops
-
-    rng = np.random.default_rng(seed)
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    try:
-        inputs, targets = [], []
-        m = max(int(net.info.size_multiple or 1), 1)
-        for k, crop in enumerate(frame_crops(source, pairs, size, rng)):
-            h, w = crop.shape[-2:]
-            crop = crop[..., : h - h % m or h, : w - w % m or w]  # the network's size multiple
-            o = crop[None].to(device)
-            if o.shape[1] == 1 and (net.info.in_channels or 1) > 1:  # grey frames, colour network
-                o = o.repeat(1, net.info.in_channels, 1, 1)
-            rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0] * float(gains[k % len(gains)])
-            clean = photo_crops(1, tuple(rain.shape[-2:]), rain.shape[0], rng)[0]
-            inputs.append((clean + rain).clamp(0.0, 1.0))
-            targets.append(clean)
-    finally:
-        net.train(was_training)
-    shapes = {t.shape for t in inputs}
-    if len(shapes) > 1:  # frames of different sizes: crop all to the smallest
-        h = min(s[-2] for s in shapes)
-        w = min(s[-1] for s in shapes)
-        inputs = [t[..., :h, :w] for t in inputs]
-        targets = [t[..., :h, :w] for t in targets]
-    return ProxyPairs(torch.stack(inputs), torch.stack(targets),
-                      description=f"{len(inputs)} clean photo crops carrying the rain the start model "
-                      "finds in the user's frames")
-
-
-# ----------------------------------------------------------------------------- recipe
 class DerainRecipe(Recipe):
     name = "derain"
     task = "derain"
@@ -252,18 +85,7 @@ class DerainRecipe(Recipe):
     # steps (Adam's first steps move every weight by about the rate); at 1e-5, with the
     # pseudo-clean images stored in the default, it rose by 0.2 dB (README, fine-tuning).
     fine_tune_lr = 1e-5
-    user_settings = {
-        "anchor_weight": ("stay close to the start", "Fine-tuning: how strongly the background is kept "
-                          "near the starting model's (higher is safer, lower adapts more to your rain)"),
-        "transplant_weight": ("learn from your rain", "Weight of the rain found in your frames laid over "
-                              "clean photos, which the model learns to remove again"),
-        "gan_weight": ("realism (GAN)", "How much a discriminator's judgement that the background looks "
-                       "like a clean photo counts"),
-        "layer_weight": ("rain / background contrast", "NLCL's layer contrast: background and rain patches "
-                         "are pushed apart in feature space"),
-        "sparsity_weight": ("rain sparsity", "Prefers a rain layer with few strong streaks over a faint veil"),
-        "sup_weight": ("synthetic rain", "Weight of rain synthesised on clean photos, whose answer is known"),
-    }
+    user_settings = USER_SETTINGS
 
     @classmethod
     def plan_data(cls, given):
@@ -373,7 +195,7 @@ class DerainRecipe(Recipe):
     def _clean_crops(self, b: int, h: int, w: int) -> torch.Tensor:
         """Random crops of the bundled fallback clean photos (used when the user gives none)."""
         if self._fallback is None:
-            self._fallback = [torch.from_numpy(im).permute(2, 0, 1) for im in _fallback_clean_images()]
+            self._fallback = [torch.from_numpy(im).permute(2, 0, 1) for im in bundled_photos(FALLBACK_CLEAN)]
         crops = []
         for _ in range(b):
             im = self._fallback[int(torch.randint(len(self._fallback), (), generator=self.generator))]
@@ -427,18 +249,9 @@ class DerainRecipe(Recipe):
         cfg = self.config
         rainy = batch["rainy"]
         self._check_crop(rainy)
-        b, _, h, w = rainy.shape
         bg = self.gen_b(rainy)
         rain = self.gen_r(rainy)
-        if "clean" in batch:
-            clean = batch["clean"]
-        elif cfg.pseudo_clean and float(torch.rand((), generator=self.generator)) < cfg.pseudo_clean:
-            # the user's own scenes, as the model now cleans them: synthetic rain and transplants
-            # on these adapt the model to the user's content (and, with transplant_gain > 1, to
-            # heavier copies of the user's rain) where nine bundled photos cannot
-            clean = bg.detach().clamp(0.0, 1.0)
-        else:
-            clean = self._clean_crops(b, h, w)
+        clean = self._nlcl_clean(batch, rainy, bg)
         losses: dict[str, torch.Tensor] = {}
         start_bg = None
         if self.teacher is not None and self.has_teacher:
@@ -451,43 +264,22 @@ class DerainRecipe(Recipe):
             self.backward_step(d_loss, "disc")
             losses["disc"] = d_loss.detach()
 
+        # the generators' terms, computed (only where weighted) and added in this order
+        terms = (
+            ("consistency", cfg.consistency_weight, lambda: F.mse_loss(bg + rain, rainy)),
+            ("sparsity", cfg.sparsity_weight, lambda: rain.abs().mean()),
+            ("gan", cfg.gan_weight, lambda: lsgan_loss(self.disc(bg), True)),
+            ("layer_nce", cfg.layer_weight, lambda: self.layer_contrast(bg, rain)),
+            ("location_nce", cfg.location_weight, lambda: self.location_contrast(bg, rainy)),
+            ("transplant", cfg.transplant_weight, lambda: self.transplant_loss(rainy, bg, start_bg, clean)),
+            ("anchor", cfg.anchor_weight if start_bg is not None else 0.0, lambda: F.l1_loss(bg, start_bg)),
+        )
         loss = bg.new_zeros(())
-        if cfg.consistency_weight:
-            cons = F.mse_loss(bg + rain, rainy)
-            loss = loss + cfg.consistency_weight * cons
-            losses["consistency"] = cons.detach()
-        if cfg.sparsity_weight:
-            sp = rain.abs().mean()
-            loss = loss + cfg.sparsity_weight * sp
-            losses["sparsity"] = sp.detach()
-        if cfg.gan_weight:
-            g = lsgan_loss(self.disc(bg), True)
-            loss = loss + cfg.gan_weight * g
-            losses["gan"] = g.detach()
-        if cfg.layer_weight:
-            lc = self.layer_contrast(bg, rain)
-            loss = loss + cfg.layer_weight * lc
-            losses["layer_nce"] = lc.detach()
-        if cfg.location_weight:
-            nce = self.location_contrast(bg, rainy)
-            loss = loss + cfg.location_weight * nce
-            losses["location_nce"] = nce.detach()
-        if cfg.transplant_weight:
-            # the rain the model finds in the user's images, added to clean photos: pairs in the
-            # user's own rain style (streak shape, blur, veil) without any ground truth
-            with torch.no_grad():
-                source = start_bg if (cfg.transplant_from == "start" and start_bg is not None) else bg.detach()
-                found = (rainy - source).clamp(min=0.0)
-                lo, hi = cfg.transplant_gain
-                if hi > lo or lo != 1.0:  # heavier copies of the user's rain: remove all of it
-                    found = found * (lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=self.generator)).to(found)
-            tr = F.l1_loss(self.gen_b((clean + found).clamp(0.0, 1.0)), clean)
-            loss = loss + cfg.transplant_weight * tr
-            losses["transplant"] = tr.detach()
-        if cfg.anchor_weight and start_bg is not None:
-            an = F.l1_loss(bg, start_bg)
-            loss = loss + cfg.anchor_weight * an
-            losses["anchor"] = an.detach()
+        for name, weight, term in terms:
+            if weight:
+                value = term()
+                loss = loss + weight * value
+                losses[name] = value.detach()
         if cfg.sup_weight:
             sup, sup_losses = self._supervised(clean)
             loss = loss + cfg.sup_weight * sup
@@ -495,6 +287,36 @@ class DerainRecipe(Recipe):
         self.backward_step(loss, "gen")
         losses["total"] = loss.detach()
         return losses
+
+    def _nlcl_clean(self, batch, rainy: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+        """The clean images of an NLCL step: the user's, the model's own backgrounds
+        (``pseudo_clean``) or crops of the bundled photos."""
+        cfg = self.config
+        if "clean" in batch:
+            return batch["clean"]
+        if cfg.pseudo_clean and float(torch.rand((), generator=self.generator)) < cfg.pseudo_clean:
+            # the user's own scenes, as the model now cleans them: synthetic rain and transplants
+            # on these adapt the model to the user's content (and, with transplant_gain > 1, to
+            # heavier copies of the user's rain) where nine bundled photos cannot
+            return bg.detach().clamp(0.0, 1.0)
+        b, _, h, w = rainy.shape
+        return self._clean_crops(b, h, w)
+
+    def transplant_loss(self, rainy: torch.Tensor, bg: torch.Tensor, start_bg: torch.Tensor | None,
+                        clean: torch.Tensor) -> torch.Tensor:
+        """L1 on rain transplants: the rain the model finds in the user's images, added to clean
+        photos, gives pairs in the user's own rain style (streak shape, blur, veil) without any
+        ground truth.  The rain is found by the frozen start model (``transplant_from="start"``,
+        when there is one) or the model being trained."""
+        cfg = self.config
+        with torch.no_grad():
+            source = start_bg if (cfg.transplant_from == "start" and start_bg is not None) else bg.detach()
+            found = (rainy - source).clamp(min=0.0)
+            lo, hi = cfg.transplant_gain
+            if hi > lo or lo != 1.0:  # heavier copies of the user's rain: remove all of it
+                b = rainy.shape[0]
+                found = found * (lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=self.generator)).to(found)
+        return F.l1_loss(self.gen_b((clean + found).clamp(0.0, 1.0)), clean)
 
     def layer_contrast(self, bg: torch.Tensor, rain: torch.Tensor) -> torch.Tensor:
         """NLCL layer contrast with non-local self-similar positives (per batch element)."""

@@ -15,18 +15,25 @@ score is the PSNR of the model's output against the clean photo.  A model
 that starts removing scene structure, shifting colours or leaving the
 user's kind of rain behind loses PSNR here.  How well this follows the true
 PSNR over the checkpoints of long runs is measured in
-``benchmarks/monitor_study.py`` (README, fine-tuning).
+``benchmarks/monitor_study.py`` (README, fine-tuning).  The recipes build
+theirs with :func:`derain_proxy_pairs` and :func:`dehaze_proxy_pairs`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from napari_nlcl.nets.aecr import AECRNet
+    from napari_nlcl.nets.derain import DerainNet
 
 
 @dataclass
@@ -72,11 +79,9 @@ class ProxyPairs:
         import contextlib
 
         device = next((p.device for p in net.parameters()), torch.device("cpu"))
-        was_training = net.training
-        net.eval()
         autocast = precision.autocast if precision is not None else contextlib.nullcontext
         layout = precision.tensor if precision is not None else (lambda t: t)
-        try:
+        with _evaluating(net):
             total = 0.0
             for i in range(0, len(self.inputs), self.batch):
                 x = layout(self.inputs[i:i + self.batch].to(device))
@@ -86,14 +91,27 @@ class ProxyPairs:
                 mse = ((out - self.targets[i:i + self.batch]) ** 2).flatten(1).mean(1)
                 total += float((10 * torch.log10(1.0 / mse.clamp(min=1e-10))).sum())
             return total / len(self.inputs)
-        finally:
-            net.train(was_training)
+
+
+@contextmanager
+def _evaluating(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in eval mode inside the block; afterwards back in the mode it was in."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+def _spread_frames(n: int, count: int) -> np.ndarray:
+    """Indices of up to ``count`` frames spread evenly over ``n`` frames."""
+    return np.unique(np.linspace(0, n - 1, num=min(count, n)).round().astype(int))
 
 
 def frame_crops(source, count: int, size: int, rng: np.random.Generator) -> list[torch.Tensor]:
     """``count`` crops of at most ``size`` px from frames spread over ``source`` (an ImageSource)."""
-    n = len(source)
-    picks = np.unique(np.linspace(0, n - 1, num=min(count, n)).round().astype(int))
+    picks = _spread_frames(len(source), count)
     crops = []
     for k in range(count):
         frame = source.frame(int(picks[k % len(picks)]))
@@ -106,17 +124,18 @@ def frame_crops(source, count: int, size: int, rng: np.random.Generator) -> list
 
 
 #: photos bundled with scikit-image (no download) that no training recipe uses: the derain
-#: recipe trains on its fallback photos (``recipes.derain.FALLBACK_CLEAN``), and a monitor scored
+#: recipe trains on its fallback photos (``training.derain.FALLBACK_CLEAN``), and a monitor scored
 #: on the photos a run trains on rises as the run learns those photos, not the user's rain
 MONITOR_PHOTOS = ("stereo_motorcycle",)
 
 
-def monitor_photos() -> list[np.ndarray]:
-    """The :data:`MONITOR_PHOTOS` (and the second view of the stereo pair) as float32 RGB in [0, 1]."""
+def bundled_photos(names: Iterable[str]) -> list[np.ndarray]:
+    """scikit-image's bundled photos ``names`` (no download; both views of a stereo pair) as
+    float32 RGB in [0, 1], grey ones repeated to three channels."""
     import skimage.data
 
     images = []
-    for name in MONITOR_PHOTOS:
+    for name in names:
         data = getattr(skimage.data, name)()
         for im in (data[:2] if isinstance(data, tuple) else (data,)):
             im = np.asarray(im, dtype=np.float32) / 255.0
@@ -124,6 +143,11 @@ def monitor_photos() -> list[np.ndarray]:
                 im = np.repeat(im[..., None], 3, axis=-1)
             images.append(np.ascontiguousarray(im[..., :3]))
     return images
+
+
+def monitor_photos() -> list[np.ndarray]:
+    """The :data:`MONITOR_PHOTOS` (and the second view of the stereo pair) as float32 RGB in [0, 1]."""
+    return bundled_photos(MONITOR_PHOTOS)
 
 
 _PHOTOS: list[np.ndarray] | None = None
@@ -156,3 +180,76 @@ def photo_crops(count: int, size: tuple[int, int], channels: int, rng: np.random
             c = c.mean(0, keepdim=True).expand(channels, h, w).clone()
         crops.append(c)
     return crops
+
+
+# ----------------------------------------------------------------------------- proxy pairs of the recipes
+def _network_input(frame: torch.Tensor, net: nn.Module, device: torch.device) -> torch.Tensor:
+    """``(C, H, W)`` ``frame`` as a batch of one on ``device``; a grey frame for a colour network repeated."""
+    o = frame[None].to(device)
+    if o.shape[1] == 1 and (net.info.in_channels or 1) > 1:  # grey frames, colour network
+        o = o.repeat(1, net.info.in_channels, 1, 1)
+    return o
+
+
+def _pairs_of_one_size(inputs: list[torch.Tensor], targets: list[torch.Tensor], description: str) -> ProxyPairs:
+    """:class:`ProxyPairs` of the pairs, all cropped to the smallest (frames may differ in size)."""
+    h = min(t.shape[-2] for t in inputs)
+    w = min(t.shape[-1] for t in inputs)
+    return ProxyPairs(torch.stack([t[..., :h, :w] for t in inputs]), torch.stack([t[..., :h, :w] for t in targets]),
+                      description=description)
+
+
+@torch.no_grad()
+def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0,
+                       gains: tuple = (1.0,)) -> ProxyPairs:
+    """:class:`ProxyPairs` of clean photo crops carrying the rain ``net`` finds (``O - B``,
+    clipped at 0) in crops of the user's rainy frames ``source``, scaled by each of ``gains``
+    in turn (a gain below 1 makes light-rain pairs, where removing scene detail shows)."""
+    rng = np.random.default_rng(seed)
+    device = next(net.parameters()).device
+    inputs, targets = [], []
+    with _evaluating(net):
+        m = max(int(net.info.size_multiple or 1), 1)
+        for k, crop in enumerate(frame_crops(source, pairs, size, rng)):
+            h, w = crop.shape[-2:]
+            o = _network_input(crop[..., : h - h % m or h, : w - w % m or w], net, device)  # the size multiple
+            rain = (o - net(o).clamp(0.0, 1.0)).clamp(min=0.0).cpu()[0] * float(gains[k % len(gains)])
+            clean = photo_crops(1, tuple(rain.shape[-2:]), rain.shape[0], rng)[0]
+            inputs.append((clean + rain).clamp(0.0, 1.0))
+            targets.append(clean)
+    return _pairs_of_one_size(inputs, targets, f"{len(inputs)} clean photo crops carrying the rain the "
+                              "start model finds in the user's frames")
+
+
+@torch.no_grad()
+def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int = 160, seed: int = 0) -> ProxyPairs:
+    """:class:`ProxyPairs`: clean photo crops ``C`` hazed as ``C t + A (1 - t)`` with the
+    transmission ``t`` and airlight ``A`` that ``net`` estimates on the user's hazy frames
+    ``source`` (whole frames, so the airlight sees the whole plane; the Dark Channel Prior's
+    estimates for a network without a physics output)."""
+    from napari_nlcl.classical.dcp import dark_channel, estimate_airlight
+
+    rng = np.random.default_rng(seed)
+    device = next(net.parameters()).device
+    hazes = []
+    with _evaluating(net):
+        for i in _spread_frames(len(source), pairs):
+            o = _network_input(torch.from_numpy(np.ascontiguousarray(source.frame(int(i)))), net, device)
+            _, t, a = net.decompose(o)
+            if t is None:
+                a = estimate_airlight(o, dark_channel(o, 15), 0.001)
+                t = 1 - 0.95 * dark_channel(o / a.reshape(1, -1, 1, 1).clamp(min=1e-3), 15)
+            hazes.append((t.clamp(0.05, 1.0).cpu()[0], a.reshape(-1).cpu()))
+    inputs, targets = [], []
+    for k in range(pairs):
+        t, a = hazes[k % len(hazes)]
+        _, h, w = t.shape
+        ch, cw = min(size, h), min(size, w)
+        y = int(rng.integers(0, h - ch + 1))
+        x = int(rng.integers(0, w - cw + 1))
+        tc = t[:, y:y + ch, x:x + cw]
+        clean = photo_crops(1, (ch, cw), a.numel(), rng)[0]
+        inputs.append((clean * tc + a[:, None, None] * (1 - tc)).clamp(0.0, 1.0))
+        targets.append(clean)
+    return _pairs_of_one_size(inputs, targets, f"{pairs} clean photo crops under the haze the start model "
+                              "finds in the user's frames")

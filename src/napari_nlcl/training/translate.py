@@ -54,7 +54,8 @@ from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
 from napari_nlcl.contrastive.losses import lsgan_loss, patch_nce
 from napari_nlcl.contrastive.samplers import sample_locations
 from napari_nlcl.training import Recipe
-from napari_nlcl.nets.translate import DEFAULT_WEIGHTS, TranslateNet, discriminator, preset
+from napari_nlcl.nets.discriminators import discriminator
+from napari_nlcl.nets.translate import DEFAULT_WEIGHTS, TranslateNet, preset
 
 MODES = ("cut", "fastcut", "single")
 NEGATIVES = ("auto", "image", "batch", "domain")
