@@ -1,9 +1,11 @@
-"""The settings of a training run."""
+"""The settings of a training run, and the events it yields."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,3 +83,38 @@ class TrainConfig:
         from napari_nlcl.inference.precision import check as check_precision
 
         self.precision = check_precision(self.precision)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate's factor at ``step`` under :attr:`schedule` (1 before ``decay_start``)."""
+        start = int(self.decay_start * self.steps)
+        if self.schedule == "constant" or step < start:
+            return 1.0
+        frac = (step - start) / max(self.steps - start, 1)
+        frac = min(max(frac, 0.0), 1.0)
+        if self.schedule == "linear":
+            return 1.0 - frac
+        return 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass
+class TrainEvent:
+    """What :meth:`Trainer.fit_iter` yields.
+
+    ``kind`` is ``"step"`` (after every step: ``losses``, ``lr``,
+    ``images_per_s``, ``seconds_left``), ``"preview"`` (``preview`` holds the
+    model applied to the preview image), ``"monitor"`` (``monitor``: the
+    quality score of this step and the best so far), ``"checkpoint"``
+    (``path`` was written) or ``"done"`` (``message`` says why it ended).
+    """
+
+    kind: str
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    images_per_s: float = 0.0
+    seconds_left: float = 0.0
+    preview: np.ndarray | None = None
+    path: Path | None = None
+    monitor: Any = None
+    message: str = ""

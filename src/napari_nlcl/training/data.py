@@ -364,3 +364,23 @@ class RandomCrops:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
             yield self.sample()
+
+
+def check_data_fits(recipe: Any, data: Any) -> int | None:
+    """Refuse data that ``recipe`` cannot train on (a missing source, a channel count its network
+    does not take) before the first step; returns the channels the network takes (None: any).
+
+    Grey data on a colour network is fine: it is replicated to the network's channels, as
+    inference does.
+    """
+    missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
+    if missing:
+        raise ValueError(f"recipe {recipe.name!r} needs data sources {list(recipe.data_sources)}; missing {missing}")
+    want = getattr(getattr(recipe.inference_model(), "info", None), "in_channels", None)
+    for name, src in (data.sources.items() if hasattr(data, "sources") else ()):
+        c = getattr(src, "channels", None)
+        if want and c and c != want and c != 1:
+            raise ValueError(
+                f"{name}: the images have {c} channels but the {recipe.name} network takes "
+                f"{want}; choose {want} channels (or one) of the data")
+    return want

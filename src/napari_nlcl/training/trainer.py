@@ -23,12 +23,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import time
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,34 +44,13 @@ from napari_nlcl.modelfile import (
     save_checkpoint,
 )
 from napari_nlcl.training.checkpoints import load_recipe, restore_training_state, training_payload
-from napari_nlcl.training.config import TrainConfig
+from napari_nlcl.training.config import TrainConfig, TrainEvent
+from napari_nlcl.training.data import check_data_fits
 from napari_nlcl.training.recipe import Recipe, build_recipe
 from napari_nlcl.training.weights import holding, snapshot, update_average
 
 
 # --------------------------------------------------------------------------- events
-@dataclass
-class TrainEvent:
-    """What :meth:`Trainer.fit_iter` yields.
-
-    ``kind`` is ``"step"`` (after every step: ``losses``, ``lr``,
-    ``images_per_s``, ``seconds_left``), ``"preview"`` (``preview`` holds the
-    model applied to the preview image), ``"monitor"`` (``monitor``: the
-    quality score of this step and the best so far), ``"checkpoint"``
-    (``path`` was written) or ``"done"`` (``message`` says why it ended).
-    """
-
-    kind: str
-    step: int
-    total: int
-    losses: dict[str, float] = field(default_factory=dict)
-    lr: float = 0.0
-    images_per_s: float = 0.0
-    seconds_left: float = 0.0
-    preview: np.ndarray | None = None
-    path: Path | None = None
-    monitor: Any = None
-    message: str = ""
 
 
 # --------------------------------------------------------------------------- trainer
@@ -126,19 +103,7 @@ class Trainer:
         self._patience_from = 0
         self._clock = time.perf_counter
         self.device = recipe.device
-        missing = [s for s in recipe.data_sources if hasattr(data, "sources") and s not in data.sources]
-        if missing:
-            raise ValueError(f"recipe {recipe.name!r} needs data sources {list(recipe.data_sources)}; missing {missing}")
-        # grey data on a colour network is replicated to its channels (as inference does);
-        # other channel counts are refused here, not by torch inside the first step
-        info = getattr(recipe.inference_model(), "info", None)
-        self._want_channels = getattr(info, "in_channels", None)
-        for name, src in (data.sources.items() if hasattr(data, "sources") else ()):
-            c = getattr(src, "channels", None)
-            if self._want_channels and c and c != self._want_channels and c != 1:
-                raise ValueError(
-                    f"{name}: the images have {c} channels but the {recipe.name} network takes "
-                    f"{self._want_channels}; choose {self._want_channels} channels (or one) of the data")
+        self._want_channels = check_data_fits(recipe, data)
         #: the resolved precision of the training steps; on the CPU the networks and batches
         #: are channels_last (oneDNN's fast layout)
         self.precision = resolve_precision(self.config.precision, self.device, amp=self.config.amp)
@@ -312,15 +277,7 @@ class Trainer:
 
     # schedule ------------------------------------------------------------------
     def _lr_factor(self, step: int) -> float:
-        cfg = self.config
-        start = int(cfg.decay_start * cfg.steps)
-        if cfg.schedule == "constant" or step < start:
-            return 1.0
-        frac = (step - start) / max(cfg.steps - start, 1)
-        frac = min(max(frac, 0.0), 1.0)
-        if cfg.schedule == "linear":
-            return 1.0 - frac
-        return 0.5 * (1.0 + math.cos(math.pi * frac))
+        return self.config.lr_factor(step)
 
     @property
     def lr(self) -> float:
