@@ -286,27 +286,13 @@ def test_bad_settings_are_refused_clearly():
         build_recipe("dehaze", {"cr_wieght": 1})
 
 
-def _tiny_model_file(tmp_path, steps=3):
-    from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training import TrainConfig, Trainer
-
-    path = tmp_path / "tiny.pt"
-    crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=2, seed=0)
-    Trainer.from_recipe_name(
-        "dehaze", crops, TrainConfig(steps=steps, batch_size=2, crop=32),
-        recipe_config={"net": {"channels": [8, 8, 16, 16], "blocks": 1}, "cr_weight": 0.0},
-        checkpoint=path,
-    ).fit()
-    return path
-
-
-def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path):
+def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path, tiny_dehaze_model):
     import dask.array as da
 
     from napari_nlcl.training.data import ImageSource, RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer, load_recipe
 
-    start = _tiny_model_file(tmp_path)
+    start = tiny_dehaze_model
     frames = np.stack([synth.add_haze(p[:200, :200], beta=1.2, rng=i)[0] for i, p in enumerate(_photos())])
     stack = da.from_array((frames * 255).astype(np.uint8), chunks=(1, 200, 200, 3))
     source = ImageSource(stack, name="hazy")
@@ -349,12 +335,12 @@ def test_unsupervised_from_scratch_uses_dcp_targets():
     assert hist[0].losses["anchor"] > 0.01  # the DCP output differs from the identity start
 
 
-def test_exported_model_loads_but_cannot_be_resumed(tmp_path):
+def test_exported_model_loads_but_cannot_be_resumed(tmp_path, tiny_dehaze_model):
     from napari_nlcl import load_model
     from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import Trainer, export_model
 
-    ckpt = _tiny_model_file(tmp_path)
+    ckpt = tiny_dehaze_model
     small = export_model(ckpt, tmp_path / "small.pt")
     assert small.stat().st_size < 0.6 * ckpt.stat().st_size
     model = load_model(small, task="dehaze")
@@ -368,41 +354,32 @@ def test_exported_model_loads_but_cannot_be_resumed(tmp_path):
 needs_default = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="default weights not built")
 
 
-def _synthetic_example():
-    from skimage import data
-
-    clear = data.astronaut()[::2, ::2].astype(np.float32) / 255  # 256 x 256
-    depth = synth.random_depth(clear.shape, rng=3, sky_fraction=0.1)
-    hazy, _ = synth.add_haze(clear, beta=1.4, airlight=(0.86, 0.88, 0.9), depth=depth)
-    return clear, hazy
-
-
 def _psnr(a, b):
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
 
 @needs_default
-def test_default_weights_load_offline_and_remove_haze(monkeypatch):
+def test_default_weights_load_offline_and_remove_haze(monkeypatch, hazy_example):
     import napari_nlcl
 
     monkeypatch.setenv("TORCH_HOME", "/nonexistent")  # nothing may be downloaded
-    clear, hazy = _synthetic_example()
+    clear, hazy = hazy_example
     learned = napari_nlcl.dehaze(hazy, device="cpu")
     assert _psnr(learned, clear) > _psnr(hazy, clear) + 10  # measured: 12.4 -> 26.1 dB
 
 
 @needs_default
-def test_default_weights_beat_dcp():
+def test_default_weights_beat_dcp(hazy_example):
     import napari_nlcl
 
-    clear, hazy = _synthetic_example()
+    clear, hazy = hazy_example
     learned = napari_nlcl.dehaze(hazy, device="cpu")
     dcp = napari_nlcl.dehaze(hazy, model="dcp", device="cpu")
     assert _psnr(learned, clear) > _psnr(dcp, clear) + 1  # measured: DCP 24.4, default 26.1 dB
 
 
 @needs_default
-def test_default_model_t_min_option():
+def test_default_model_t_min_option(hazy_example):
     import json
 
     import napari_nlcl
@@ -412,7 +389,7 @@ def test_default_model_t_min_option():
     stored = json.loads(read_checkpoint(DEFAULT_WEIGHTS)["config"])["recipe"]["net"]["t_min"]
     assert stored == DEHAZE_T_MIN == get("default", "dehaze").options[0].default
     assert napari_nlcl.load_model("default", task="dehaze").config.t_min == DEHAZE_T_MIN
-    _, hazy = _synthetic_example()
+    _, hazy = hazy_example
     strong = napari_nlcl.dehaze(hazy, device="cpu", t_min=0.02)
     weak = napari_nlcl.dehaze(hazy, device="cpu", t_min=0.5)
     # a higher floor leaves more haze: the output stays closer to the hazy input
@@ -424,12 +401,12 @@ def test_default_model_t_min_option():
 
 
 @needs_default
-def test_default_model_on_a_lazy_stack():
+def test_default_model_on_a_lazy_stack(hazy_example):
     import dask.array as da
 
     import napari_nlcl
 
-    _, hazy = _synthetic_example()
+    _, hazy = hazy_example
     stack = da.from_array(np.stack([hazy, hazy[::-1]]), chunks=(1, 256, 256, 3))
     out = napari_nlcl.dehaze(stack, device="cpu")
     assert hasattr(out, "dask") and out.shape == stack.shape
@@ -438,10 +415,10 @@ def test_default_model_on_a_lazy_stack():
 
 
 @needs_default
-def test_default_model_on_grayscale_and_16_bit():
+def test_default_model_on_grayscale_and_16_bit(hazy_example):
     import napari_nlcl
 
-    clear, hazy = _synthetic_example()
+    clear, hazy = hazy_example
     gray = (hazy.mean(-1) * 65535).astype(np.uint16)  # replicated to RGB and averaged back
     out = napari_nlcl.dehaze(gray, device="cpu")
     assert out.shape == gray.shape and out.dtype == np.uint16
@@ -479,10 +456,10 @@ def test_cli_trains_with_clear_images_then_finetunes_unsupervised(tmp_path):
     assert cli.main(["train", "dehaze", "-o", str(tuned)]) == 2
 
 
-def test_library_lists_saved_models_by_task(tmp_path, model_library):
+def test_library_lists_saved_models_by_task(tmp_path, model_library, tiny_dehaze_model):
     from napari_nlcl import library
 
-    ckpt = _tiny_model_file(tmp_path)
+    ckpt = tiny_dehaze_model
     assert library.list_models("dehaze") == []
     saved = library.save_model(ckpt, "my haze")
     assert saved.parent == model_library
@@ -498,10 +475,10 @@ def test_library_lists_saved_models_by_task(tmp_path, model_library):
     assert library.list_models() == []
 
 
-def test_finetune_helper_for_the_console(tmp_path):
+def test_finetune_helper_for_the_console(tiny_dehaze_model):
     import napari_nlcl
 
-    start = _tiny_model_file(tmp_path)
+    start = tiny_dehaze_model
     hazy = np.stack([synth.add_haze(p[:96, :96], beta=1.0, rng=i)[0] for i, p in enumerate(_photos())])
     trainer = napari_nlcl.finetune("dehaze", {"hazy": hazy}, start=start, steps=2, crop=32, batch_size=2,
                                    cr_weight=0.0)
@@ -514,12 +491,12 @@ def test_finetune_helper_for_the_console(tmp_path):
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_cr_is_lower_when_the_output_is_the_clear_image(normalize):
+def test_cr_is_lower_when_the_output_is_the_clear_image(normalize, hazy_example):
     from napari_nlcl.contrastive.encoders import load_encoder
     from napari_nlcl.contrastive.losses import ContrastiveRegularization
 
     clear, hazy = (torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None][..., :64, :64]
-                   for a in _synthetic_example())
+                   for a in hazy_example)
     cr = ContrastiveRegularization(load_encoder("tiny"), normalize=normalize)
     at_positive = cr(clear + 0.01, clear, hazy)
     halfway = cr(0.5 * (clear + hazy), clear, hazy)

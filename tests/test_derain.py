@@ -1,4 +1,6 @@
-"""NLCL deraining: networks, rain synthesis, the recipe's losses, default weights, API and CLI."""
+"""NLCL deraining: the derain recipe and its losses, default weights, API and CLI.
+
+(The networks: test_derain_nets.py; the rain banks it trains on: test_synth_banks.py.)"""
 
 from __future__ import annotations
 
@@ -10,18 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
-from napari_nlcl.nets.derain import (
-    DEFAULT_WEIGHTS,
-    DerainNet,
-    build,
-    grow_stem,
-    load_grown,
-    preset,
-)
-from napari_nlcl.nets.discriminators import PatchDiscriminator
 from napari_nlcl.metrics import y_psnr
-from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank, veil_field
+from napari_nlcl.nets.derain import DEFAULT_WEIGHTS
+from napari_nlcl.synth.banks import add_bank_rain
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.training.derain import DerainRecipe
 from napari_nlcl.training.derain_config import DerainConfig
 
@@ -55,125 +49,7 @@ def rainy_batch(b=2, size=48, seed=0):
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
-# ----------------------------------------------------------------------------- networks
-@pytest.mark.parametrize("name", ["fast", "rain", "paper"])
-@pytest.mark.parametrize("channels", [1, 3])
-def test_generators_keep_shape_and_start_as_identity(name, channels):
-    net = build(name, in_channels=channels).eval()
-    x = torch.rand(2, channels, 40, 56)
-    with torch.no_grad():
-        out = net(x)
-    assert out.shape == x.shape
-    assert torch.allclose(out, x)  # zero-initialised head: nothing removed yet
-    rain = DerainNet(preset(name, in_channels=channels), output="rain").eval()
-    with torch.no_grad():
-        assert torch.count_nonzero(rain(x)) == 0
-
-
-def test_paper_preset_matches_the_released_generator_cost():
-    fast, paper = build("fast"), build("paper")
-    n_paper = sum(p.numel() for p in paper.parameters())
-    assert 0.28e6 < n_paper < 0.31e6  # "about 0.3 M parameters"
-    assert 550 < paper.gflop_per_mp() < 650  # "about 0.6 TFLOP per megapixel"
-    assert fast.gflop_per_mp() < paper.gflop_per_mp() / 3  # the speed target's budget
-
-
-def test_receptive_field_bounds_the_true_dependency():
-    net = build("fast", channels=(8, 16, 32))
-    for p in net.parameters():  # random weights so that every path carries gradient
-        torch.nn.init.normal_(p, 0, 0.1)
-    x = torch.rand(1, 3, 160, 160, requires_grad=True)
-    net(x)[0, 0, 80, 80].backward()
-    ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
-    extent = max(ys.max() - ys.min(), xs.max() - xs.min()).item() + 1
-    assert extent <= net.info.receptive_field
-
-
-@pytest.mark.parametrize("dark_radius", [0, 7])
-def test_tiled_inference_equals_whole_image(dark_radius):
-    from napari_nlcl.inference import predict
-
-    net = build("fast", channels=(8, 16, 32), dark_radius=dark_radius)
-    g = torch.Generator().manual_seed(0)
-    for p in net.parameters():
-        with torch.no_grad():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    net.eval()
-    image = np.random.default_rng(0).random((300, 420, 3)).astype(np.float32)
-    whole = predict(image, net, tile=1024, device="cpu")
-    tiled = predict(image, net, tile=256, device="cpu")
-    assert np.abs(whole - tiled).max() < 1e-4
-
-
-def test_dark_cue_is_in_the_receptive_field_and_sees_a_veil():
-    net = build("fast", channels=(8, 16, 32), dark_radius=5)
-    assert net.info.receptive_field == build("fast", channels=(8, 16, 32)).info.receptive_field + 20
-    for p in net.parameters():
-        torch.nn.init.normal_(p, 0, 0.1)
-    x = torch.rand(1, 3, 200, 200, requires_grad=True)
-    net(x)[0, 0, 100, 100].backward()
-    g = x.grad.abs().sum((0, 1))
-    # the box filter's running sums leave ~1e-17 of rounding in gradients outside its window
-    ys, xs = torch.nonzero(g > 1e-9 * g.max(), as_tuple=True)
-    assert max(ys.max() - ys.min(), xs.max() - xs.min()).item() + 1 <= net.info.receptive_field
-    # the cue: a scene with dark pixels has a low dark channel; an additive veil raises it by its amount
-    scene = torch.rand(1, 3, 64, 64) * 0.6
-    scene[..., ::6, ::6] = 0.0
-    cue = net.dark_cue(scene)
-    assert cue.max() < 0.05
-    assert torch.allclose(net.dark_cue(scene + 0.25), cue + 0.25, atol=1e-5)
-
-
-def _randomise(net, scale=0.05, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def test_veil_branch_is_removed_first_and_tiles_share_the_plane_veil():
-    from napari_nlcl.inference import predict
-
-    net = build("fast", channels=(8, 16, 32), veil=True).eval()
-    x = torch.rand(1, 3, 64, 96)
-    with torch.no_grad():
-        out, veil = net.split(x)
-        assert veil.shape == (1, 1, 64, 96) and 0 < veil.max() < 0.05  # starts with almost no veil
-        given = torch.full((1, 1, 64, 96), 0.2)
-        assert torch.allclose(net(x, veil=given), (x - 0.2).clamp(0, 1))  # identity U-Net: O - veil
-        rain = DerainNet(net.config, output="rain").eval()
-        assert torch.allclose(rain(x, veil=given), given.expand_as(x))  # the rain layer carries the veil
-    _randomise(net)
-    image = np.random.default_rng(1).random((300, 420, 3)).astype(np.float32)
-    whole = predict(image, net, tile=1024, device="cpu")
-    tiled = predict(image, net, tile=256, device="cpu")
-    assert np.abs(whole - tiled).max() < 1e-4  # the veil is estimated once per plane, cut per tile
-    with torch.no_grad():
-        v = net.estimate_globals(torch.from_numpy(image).permute(2, 0, 1)[None])["veil"]
-    assert v.shape == (1, 1, 300, 420)
-
-
-def test_engine_cuts_plane_sized_globals_per_tile():
-    from napari_nlcl.inference import predict
-    from napari_nlcl.model import ModelInfo
-
-    class AddMap(torch.nn.Module):  # y = x + a map estimated on the whole plane
-        info = ModelInfo(task="derain", name="map", in_channels=1, out_channels=1, value_range=(0.0, 1.0),
-                         min_size=8, size_multiple=8, receptive_field=1, exact_tiling=True)
-
-        def estimate_globals(self, x):
-            h, w = x.shape[-2:]
-            return {"m": torch.linspace(0, 1, w).view(1, 1, 1, w).expand(1, 1, h, w).clone()}
-
-        def forward(self, x, m=None):
-            assert m is not None and m.shape == x.shape
-            return x + m
-
-    image = np.zeros((50, 70), np.float32)
-    out = predict(image, AddMap(), tile=16, overlap=8, device="cpu", value_range=(0, 1))
-    assert np.allclose(out, np.linspace(0, 1, 70)[None].repeat(50, 0), atol=1e-5)  # not restarted per tile
-
-
+# ----------------------------------------------------------------------------- recipe
 def test_veil_branch_learns_from_the_synthetic_veil():
     torch.manual_seed(0)  # the networks' initial weights
     r = tiny(mode="synthetic", net={"channels": (8, 16), "veil": True}, veil=1.0, veil_max=0.4, additive=1.0)
@@ -192,180 +68,6 @@ def test_veil_branch_learns_from_the_synthetic_veil():
     assert float(losses["mse_veil"]) < 0.7 * first
 
 
-def test_grow_stem_keeps_the_old_function_and_refuses_a_mismatch():
-    old = build("fast", channels=(8, 16)).eval()
-    torch.nn.init.normal_(old.head.weight, 0, 0.05)
-    new = build("fast", channels=(8, 16), dark_radius=3).eval()
-    new.load_state_dict(grow_stem(old.state_dict(), new))
-    x = torch.rand(2, 3, 48, 64)
-    with torch.no_grad():
-        assert torch.allclose(old(x), new(x), atol=1e-6)
-        assert not torch.allclose(old(x), x)  # a non-trivial function was carried over
-    same = new.state_dict()
-    assert torch.equal(grow_stem(same, new)["stem.weight"], same["stem.weight"])  # already grown: unchanged
-    with pytest.raises(ValueError, match="cannot grow"):
-        grow_stem(build("fast", channels=(4, 16)).state_dict(), new)
-    # load_grown: the cue and an untrained veil branch may be added; nothing else may be missing
-    veiled = build("fast", channels=(8, 16), dark_radius=3, veil=True).eval()
-    load_grown(veiled, old.state_dict())
-    assert torch.equal(veiled.stem.weight[:, :12], old.stem.weight)
-    partial = {k: v for k, v in old.state_dict().items() if not k.startswith("head.")}
-    with pytest.raises(ValueError, match="do not fit"):
-        load_grown(new, partial)
-
-
-def test_a_deepened_unet_keeps_the_old_function_then_learns_from_farther_away():
-    old = build("fast", channels=(8, 16), dark_radius=2).eval()
-    torch.nn.init.normal_(old.head.weight, 0, 0.05)
-    deep = build("fast", channels=(8, 16, 32), dark_radius=2).eval()
-    load_grown(deep, old.state_dict())
-    x = torch.rand(2, 3, 64, 96)
-    with torch.no_grad():
-        assert torch.allclose(old(x), deep(x), atol=1e-6)
-    assert deep.info.receptive_field > old.info.receptive_field and torch.count_nonzero(deep.up[1].weight) == 0
-    # the new level is trainable: one step moves the output
-    deep.train()
-    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
-    loss = (deep(x) - x * 0.5).abs().mean()
-    loss.backward()
-    assert deep.up[1].weight.grad.abs().sum() > 0
-    opt.step()
-    with torch.no_grad():
-        assert not torch.allclose(old(x), deep.eval()(x), atol=1e-6)
-    with pytest.raises(ValueError, match="do not fit"):  # the old bottom is not as wide as that level
-        load_grown(build("fast", channels=(8, 24, 32), dark_radius=2), old.state_dict())
-
-
-def test_discriminator_gives_a_patch_map_and_named_contrast_layers():
-    d = PatchDiscriminator(3, ndf=8)
-    out = d(torch.rand(2, 3, 64, 64))
-    assert out.shape[:2] == (2, 1) and out.shape[-1] > 1
-    names = dict(d.named_modules())
-    assert all(n == "input" or n in names for n, _, _ in d.contrast_layers())
-
-
-# ----------------------------------------------------------------------------- rain synthesis
-def test_bank_rain_is_additive_seeded_and_grey():
-    bank, angles = make_rain_bank(6, 64, seed=3)
-    assert bank.shape == (6, 1, 64, 64) and np.all(np.diff(angles) >= 0)
-    clean = torch.rand(3, 3, 48, 80) * 0.8
-    a = add_bank_rain(clean, bank, torch.Generator().manual_seed(0))
-    b = add_bank_rain(clean, bank, torch.Generator().manual_seed(0))
-    assert torch.equal(a, b)
-    assert (a >= clean - 1e-6).all() and (a - clean).sum() > 0
-    # screen blend of a grey layer: the added light is (1 - I) * s, the same s on every channel
-    s = (a - clean) / (1 - clean)
-    assert torch.allclose(s[:, 0], s[:, 1], atol=1e-5)
-
-
-def test_additive_rain_adds_the_same_light_everywhere_below_white():
-    bank, _ = make_rain_bank(4, 64, seed=1)
-    clean = torch.rand(4, 3, 48, 64) * 0.5
-    a = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), additive=1.0, veil=1.0)
-    added = a - clean
-    assert (added >= -1e-6).all() and added.mean() > 0.005
-    # O = min(B + R, 1) with a grey R: equal on every channel below white, unlike the screen blend
-    below = (a < 1).all(1)
-    assert below.float().mean() > 0.5
-    for c in (1, 2):
-        assert torch.allclose(added[:, 0][below], added[:, c][below], atol=1e-5)
-    with pytest.raises(ValueError, match="additive"):
-        DerainConfig(additive=-1)
-
-
-def test_veil_follows_the_amount_of_rain_with_veil_ref():
-    dry = torch.zeros(1, 1, 64, 64)  # a bank without streaks: only the veil can add light
-    clean = torch.full((8, 3, 32, 32), 0.2)
-    free = add_bank_rain(clean, dry, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3)
-    tied = add_bank_rain(clean, dry, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3, veil_ref=0.1)
-    assert (free - clean).mean() > 0.02  # independent veil: present without rain
-    assert torch.equal(tied, clean)  # tied to the rain: no streaks, no veil
-    bank, _ = make_rain_bank(4, 64, seed=1)
-    heavy = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=1.0, veil_max=0.3, veil_ref=1e-6)
-    streaks = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=0.0)
-    assert (heavy - streaks).mean() > 0.02
-
-
-def test_downpour_is_a_strong_grey_veil_seen_through_streaks():
-    bank, _ = make_rain_bank(4, 64, seed=1)
-    clean = torch.rand(6, 3, 48, 64) * 0.4
-    light = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=0.0)
-    heavy, veil = add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=0.0, downpour=1.0,
-                                downpour_veil=(0.2, 0.3), return_veil=True)
-    assert veil.mean() > 0.12 and (heavy - clean).mean() > (light - clean).mean() + 0.1
-    # always added (O = min(B + R, 1), grey) and streaked: the rain above the veil has texture
-    added = heavy - clean
-    below = (heavy < 1).all(1)
-    assert torch.allclose(added[:, 0][below], added[:, 2][below], atol=1e-5)
-    streaks = added.mean(1, keepdim=True) - veil
-    assert streaks.std() > 0.01 and (streaks > -1e-5).all()
-    # downpour=0 draws nothing more: the seeded stream and output are those of before
-    assert torch.equal(add_bank_rain(clean, bank, torch.Generator().manual_seed(0), veil=0.0, downpour=0.0), light)
-    for bad, match in (({"downpour": 1.5}, "downpour is a probability"), ({"downpour_veil": (0.5, 0.1)}, "downpour_veil")):
-        with pytest.raises(ValueError, match=match):
-            DerainConfig(**bad)
-
-
-def _correlation(a: torch.Tensor, lag: int, dim: int) -> float:
-    """Autocorrelation of the maps ``(N, 1, H, W)`` at ``lag`` pixels along ``dim``."""
-    a = a - a.mean((-2, -1), keepdim=True)
-    n = a.shape[dim]
-    return float((a.narrow(dim, lag, n - lag) * a.narrow(dim, 0, n - lag)).mean() / (a * a).mean())
-
-
-def test_sheet_bank_holds_longer_wider_streaks_and_downpours_use_it():
-    streaks, _ = make_rain_bank(24, 128, seed=2)
-    sheets, angles = make_rain_bank(24, 128, seed=2, kind="sheets")
-    assert sheets.shape == streaks.shape and np.all(np.diff(angles) >= 0) and np.abs(angles).max() <= 30
-    # long: correlated far down the streak; wide: correlated across it
-    assert _correlation(sheets, 24, -2) > _correlation(streaks, 24, -2) + 0.15
-    assert _correlation(sheets, 3, -1) > _correlation(streaks, 3, -1) + 0.15
-    with pytest.raises(ValueError, match="kind must be one of"):
-        make_rain_bank(2, 32, kind="hail")
-
-    clean = torch.rand(4, 3, 96, 96) * 0.4
-    kw = {"veil": 0.0, "downpour": 1.0, "downpour_veil": (0.0, 0.0), "blur": 0.0}
-    plain = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw)
-    sheeted = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheets=1.0, sheet_bank=sheets)
-    rain_plain, rain_sheet = (plain - clean).mean(1, keepdim=True), (sheeted - clean).mean(1, keepdim=True)
-    assert _correlation(rain_sheet, 3, -1) > _correlation(rain_plain, 3, -1) + 0.3
-    assert _correlation(rain_sheet, 8, -2) > _correlation(rain_plain, 8, -2) + 0.15
-    assert (rain_sheet > -1e-6).all() and rain_sheet.mean() > 0.01
-    # sheets only change downpours, and sheets=0 draws nothing more (the seeded stream of before)
-    light = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), veil=0.0)
-    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), veil=0.0, sheets=1.0,
-                                     sheet_bank=sheets), light)
-    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheet_bank=sheets), plain)
-    with pytest.raises(ValueError, match="needs a sheet_bank"):
-        add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, sheets=0.5)
-    with pytest.raises(ValueError, match="downpour_sheets is a probability"):
-        DerainConfig(downpour_sheets=2.0)
-
-
-def test_drizzle_is_light_rain_of_short_thin_streaks_at_several_depths():
-    streaks, _ = make_rain_bank(24, 128, seed=2)
-    drizzle, angles = make_rain_bank(24, 128, seed=2, kind="drizzle")
-    assert drizzle.shape == streaks.shape and np.all(np.diff(angles) >= 0) and np.abs(angles).max() <= 30
-    assert _correlation(drizzle, 24, -2) < _correlation(streaks, 24, -2)  # short streaks
-    assert _correlation(drizzle, 3, -1) < _correlation(streaks, 3, -1)  # thin
-    clean = torch.rand(6, 3, 96, 96) * 0.4
-    kw = dict(veil=0.0, blur=1.5)
-    plain = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw)
-    light = add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, drizzle=1.0, drizzle_bank=drizzle)
-    rain = light - clean
-    assert (rain > -1e-6).all() and 0.005 < float(rain.mean()) < float((plain - clean).mean()) + 0.1
-    assert not torch.equal(light, plain)
-    # drizzle=0 draws nothing more: the seeded stream and output are those of before
-    assert torch.equal(add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), **kw, drizzle_bank=drizzle), plain)
-    with pytest.raises(ValueError, match="needs a drizzle_bank"):
-        add_bank_rain(clean, streaks, torch.Generator().manual_seed(0), drizzle=0.5)
-    with pytest.raises(ValueError, match="drizzle is a probability"):
-        DerainConfig(drizzle=1.5)
-    small = {"rain_bank": 8, "rain_bank_size": 64}
-    assert build_recipe("derain", DerainConfig(**small), device="cpu").drizzle_bank is None
-    assert build_recipe("derain", DerainConfig(**small, drizzle=0.3), device="cpu").drizzle_bank.shape[0] == 4
-
-
 def test_recipe_builds_a_sheet_bank_only_when_downpours_use_sheets():
     small = {"rain_bank": 8, "rain_bank_size": 64}
     assert build_recipe("derain", DerainConfig(**small), device="cpu").sheet_bank is None
@@ -375,30 +77,6 @@ def test_recipe_builds_a_sheet_bank_only_when_downpours_use_sheets():
     assert rainy.shape == (2, 3, 64, 64) and torch.isfinite(rainy).all()
 
 
-def test_veil_field_is_smooth_positive_and_seeded():
-    f = veil_field(96, 128, torch.Generator().manual_seed(4))
-    assert f.shape == (1, 96, 128) and (f >= 0).all()
-    assert torch.equal(f, veil_field(96, 128, torch.Generator().manual_seed(4)))
-    assert (f[:, 1:] - f[:, :-1]).abs().max() < 0.1  # no edges: it varies over the whole crop
-    fields = torch.stack([veil_field(32, 32, torch.Generator().manual_seed(i)) for i in range(200)])
-    assert 0.8 < fields.mean() < 1.2 and fields.std() > 0.1  # mean about 1, but not constant
-
-
-def test_bank_rain_on_crops_larger_than_the_bank():
-    bank, _ = make_rain_bank(2, 32, seed=0)
-    out = add_bank_rain(torch.zeros(1, 1, 70, 90), bank, torch.Generator().manual_seed(0))
-    assert out.shape == (1, 1, 70, 90) and out.max() > 0
-
-
-def test_y_psnr_matches_the_definition():
-    a = np.zeros((4, 4, 3))
-    b = np.full((4, 4, 3), 1 / 255)
-    # Y difference = (65.481 + 128.553 + 24.966) / 255 = 219 / 255 of one step
-    expected = 10 * np.log10(255 ** 2 / (219 / 255) ** 2)
-    assert y_psnr(a, b) == pytest.approx(expected)
-
-
-# ----------------------------------------------------------------------------- recipe
 def test_plan_data_picks_the_mode():
     assert DerainRecipe.plan_data(["clean"]) == ({"mode": "synthetic"}, False)
     assert DerainRecipe.plan_data(["rainy"]) == ({"mode": "nlcl"}, False)
@@ -612,24 +290,12 @@ def test_checkpoint_round_trip_is_identical(tmp_path):
 
 
 # ----------------------------------------------------------------------------- default weights
-def _synthetic_example(seed=0):
-    from skimage import data
-    from skimage.transform import resize
-
-    from napari_nlcl import synth
-
-    clean = resize(data.coffee(), (256, 384), anti_aliasing=True).astype(np.float32)
-    rainy, rain = synth.add_rain(clean, density=0.02, angle=-8, length=30, width=1.0, opacity=0.6,
-                                 layers=2, rng=seed)
-    return clean, rainy
-
-
-def test_default_weights_load_offline_and_split_the_image(monkeypatch):
+def test_default_weights_load_offline_and_split_the_image(monkeypatch, rainy_example):
     monkeypatch.setenv("TORCH_HOME", "/nonexistent")  # nothing may be downloaded
     assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size < 8e6
     recipe, payload = load_recipe(DEFAULT_WEIGHTS)
     assert payload.get("exported")
-    _, rainy = _synthetic_example()
+    _, rainy = rainy_example
     x = torch.from_numpy(rainy).permute(2, 0, 1)[None]
     recipe.gen_b.eval(), recipe.gen_r.eval()
     with torch.no_grad():
@@ -641,20 +307,20 @@ def test_default_weights_load_offline_and_split_the_image(monkeypatch):
     assert (b + r - x).abs().mean() < 0.5 * removed
 
 
-def test_default_derain_raises_psnr():
+def test_default_derain_raises_psnr(rainy_example):
     from napari_nlcl import derain
 
-    clean, rainy = _synthetic_example()
+    clean, rainy = rainy_example
     out = derain(rainy, device="cpu")
     assert y_psnr(out, clean) > y_psnr(rainy, clean) + 3
 
 
-def test_default_model_on_a_lazy_stack_and_grayscale():
+def test_default_model_on_a_lazy_stack_and_grayscale(rainy_example):
     import dask.array as da
 
     from napari_nlcl import derain
 
-    _, rainy = _synthetic_example()
+    _, rainy = rainy_example
     stack = da.from_array(np.stack([rainy[:128, :128]] * 3), chunks=(1, 128, 128, 3))
     lazy, rain = derain(stack, rain_layer=True, device="cpu")
     assert isinstance(lazy, da.Array) and isinstance(rain, da.Array)
@@ -664,10 +330,10 @@ def test_default_model_on_a_lazy_stack_and_grayscale():
     assert grey.shape == rainy.shape[:2]
 
 
-def test_rain_layer_in_the_input_dtype():
+def test_rain_layer_in_the_input_dtype(rainy_example):
     from napari_nlcl import derain
 
-    _, rainy = _synthetic_example()
+    _, rainy = rainy_example
     u8 = (rainy * 255).round().astype(np.uint8)
     background, rain = derain(u8, rain_layer=True, device="cpu")
     assert background.dtype == rain.dtype == np.uint8
@@ -699,12 +365,12 @@ def load_dehazer():
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_cli_derain_writes_background_and_rain_layer(tmp_path):
+def test_cli_derain_writes_background_and_rain_layer(tmp_path, rainy_example):
     import imageio.v3 as iio
 
     from napari_nlcl.cli import main
 
-    _, rainy = _synthetic_example()
+    _, rainy = rainy_example
     src = tmp_path / "rainy.png"
     iio.imwrite(src, (rainy * 255).round().astype(np.uint8))
     out, rain = tmp_path / "bg.png", tmp_path / "rain.png"
@@ -714,14 +380,14 @@ def test_cli_derain_writes_background_and_rain_layer(tmp_path):
     assert main(["derain", str(src), "-o", str(out), "--rain-layer", str(out)]) == 2
 
 
-def test_cli_trains_from_clean_then_finetunes_on_rainy(tmp_path):
+def test_cli_trains_from_clean_then_finetunes_on_rainy(tmp_path, rainy_example):
     import imageio.v3 as iio
 
     from napari_nlcl.cli import main
 
     clean_dir, rainy_dir = tmp_path / "clean", tmp_path / "rainy"
     clean_dir.mkdir(), rainy_dir.mkdir()
-    clean, rainy = _synthetic_example()
+    clean, rainy = rainy_example
     for i in range(2):
         iio.imwrite(clean_dir / f"{i}.png", (np.roll(clean, 40 * i, 1) * 255).astype(np.uint8))
         iio.imwrite(rainy_dir / f"{i}.png", (np.roll(rainy, 40 * i, 1) * 255).astype(np.uint8))

@@ -14,10 +14,8 @@ from napari_nlcl._napari._derain import DerainWidget
 pytestmark = pytest.mark.gui
 
 
-def _rainy(shape=(128, 160)):
-    from test_derain import _synthetic_example
-
-    clean, rainy = _synthetic_example()
+def _rainy(example, shape=(128, 160)):
+    clean, rainy = example
     h, w = shape
     return clean[:h, :w], (rainy[:h, :w] * 255).round().astype(np.uint8)
 
@@ -26,11 +24,12 @@ def _wait_idle(qtbot, w):
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
 
 
-def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer, qtbot, errors):
+def test_default_model_removes_rain_and_shows_the_rain_layer(make_napari_viewer, qtbot, errors,
+                                                              rainy_example):
     viewer = make_napari_viewer()
     w = DerainWidget(viewer)
     assert w.method_combo.value == "default"
-    clean, data = _rainy((256, 384))
+    clean, data = _rainy(rainy_example, (256, 384))
     layer = viewer.add_image(data.copy(), name="rainy", rgb=True)
     w.rain_check.value = True
     worker = w.run()
@@ -64,10 +63,10 @@ def _wait_worker(qtbot, w, worker):
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
 
 
-def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors, qtbot):
+def test_lazy_stack_gives_lazy_background_and_rain(make_napari_viewer, errors, qtbot, rainy_example):
     viewer = make_napari_viewer()
     w = DerainWidget(viewer)
-    _, frame = _rainy((64, 96))
+    _, frame = _rainy(rainy_example, (64, 96))
     reads: list[int] = []
 
     def load(i):
@@ -131,10 +130,9 @@ def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     assert w.lr_spin.value == pytest.approx(1e-4)
 
 
-def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewer, errors, qtbot):
+def test_lazy_background_and_rain_run_the_model_once_per_plane(make_napari_viewer, errors, qtbot,
+                                                               make_identity_model):
     """Browsing a lazy stack with the rain layer shown: one model pass per plane, not two."""
-    from conftest import make_identity_model
-
     import napari_nlcl
 
     frames = (np.random.default_rng(0).random((6, 64, 64, 3)) * 255).astype(np.uint8)

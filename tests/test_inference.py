@@ -11,7 +11,6 @@ import dask.array as da
 import numpy as np
 import pytest
 import torch
-from conftest import make_conv_model, make_identity_model
 
 from napari_nlcl.inference import (
     Progress,
@@ -97,7 +96,7 @@ def test_arbitrary_float_range_is_preserved(identity_model):
     assert y.dtype == np.float64
 
 
-def test_value_range_options(conv_model):
+def test_value_range_options(conv_model, make_conv_model):
     x = (np.random.default_rng(2).random((40, 40)) * 1000).astype(np.uint16)
     m = make_conv_model(in_channels=1)
     by_plane = predict(x, m, value_range="plane", device="cpu")
@@ -110,7 +109,7 @@ def test_value_range_options(conv_model):
 
 @pytest.mark.parametrize("down", [False, True])
 @pytest.mark.parametrize("shape", [(150, 201, 3), (97, 64, 3)])
-def test_tiled_equals_untiled(down, shape):
+def test_tiled_equals_untiled(down, shape, make_conv_model):
     m = make_conv_model(down=down)
     x = np.random.default_rng(3).random(shape).astype(np.float32)
     whole = predict(x, m, tile=4096, device="cpu")
@@ -125,7 +124,7 @@ def test_model_really_changes_image(conv_model, rgb_image):
     assert np.abs(y.astype(int) - rgb_image).mean() > 1
 
 
-def test_leading_axes_are_iterated(conv_model):
+def test_leading_axes_are_iterated(conv_model, make_conv_model):
     rng = np.random.default_rng(4)
     stack = rng.random((2, 3, 40, 30, 3)).astype(np.float32)
     out = predict(stack, conv_model, device="cpu")
@@ -152,7 +151,7 @@ def test_rgba_alpha_passes_through(conv_model):
     np.testing.assert_array_equal(y[..., :3], predict(x[..., :3], conv_model, device="cpu"))
 
 
-def test_gray_through_rgb_model_and_rgb_through_gray_model(conv_model):
+def test_gray_through_rgb_model_and_rgb_through_gray_model(conv_model, make_conv_model):
     rng = np.random.default_rng(7)
     gray = rng.random((40, 30)).astype(np.float32)
     assert predict(gray, conv_model, device="cpu").shape == gray.shape
@@ -200,7 +199,7 @@ def test_dask_is_lazy_and_matches_numpy(conv_model):
     np.testing.assert_allclose(out.compute(), predict(stack.compute(), conv_model, device="cpu"), atol=1e-6)
 
 
-def test_dask_model_called_only_for_requested_plane():
+def test_dask_model_called_only_for_requested_plane(make_identity_model):
     model = make_identity_model(in_channels=3)
     stack = da.random.random((10, 64, 64, 3), chunks=(5, 64, 64, 3)).astype(np.float32)
     out = predict(stack, model, device="cpu", tile=512)
@@ -234,7 +233,7 @@ def test_select_device():
         select_device("gpu please")
 
 
-def test_out_of_memory_retries_with_smaller_tiles():
+def test_out_of_memory_retries_with_smaller_tiles(make_conv_model):
     base = make_conv_model()
 
     class Greedy(torch.nn.Module):

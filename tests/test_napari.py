@@ -169,7 +169,7 @@ def test_widget_from_plugin_manager(make_napari_viewer, name):
     assert isinstance(w, expected)
 
 
-def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors):
+def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors, hazy_example):
     from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
 
     if not DEFAULT_WEIGHTS.is_file():
@@ -177,9 +177,7 @@ def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors
     viewer = make_napari_viewer()
     w = DehazeWidget(viewer)
     assert w.method_combo.value == "default"
-    from test_dehaze import _synthetic_example
-
-    clear, hazy = _synthetic_example()
+    clear, hazy = hazy_example
     data = (hazy * 255).round().astype(np.uint8)
     viewer.add_image(data.copy(), name="hazy", rgb=True)
     worker = w.run()
@@ -191,14 +189,12 @@ def test_default_model_is_preselected_and_runs(make_napari_viewer, qtbot, errors
     assert np.abs(out / 255.0 - clear).mean() < 0.7 * err_in  # closer to the clear image
 
 
-def test_saved_model_appears_in_the_picker_and_runs(make_napari_viewer, qtbot, errors, tmp_path):
-    from test_dehaze import _tiny_model_file
-
+def test_saved_model_appears_in_the_picker_and_runs(make_napari_viewer, qtbot, errors, tiny_dehaze_model):
     from napari_nlcl import library
 
     viewer = make_napari_viewer()
     w = DehazeWidget(viewer)
-    saved = library.save_model(_tiny_model_file(tmp_path), "harbour fog")
+    saved = library.save_model(tiny_dehaze_model, "harbour fog")
     w.refresh_models()
     assert str(saved) in w.method_combo.choices
     combo = w.method_combo.native

@@ -11,16 +11,12 @@ pytest.importorskip("napari")
 
 from napari_nlcl._napari import _dehaze, _library, _train
 from napari_nlcl.modelfile import read_checkpoint
-from napari_nlcl.training import register_recipe
 
-register_recipe("toy", "toy_recipe:ToyRecipe")
-
-
-pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only", "toy_recipe")]
 
 
 @pytest.fixture
-def train(make_napari_viewer):
+def train(make_napari_viewer, toy_recipe):
     viewer = make_napari_viewer()
     w = _train.TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
@@ -33,21 +29,6 @@ def _wait(qtbot, w, timeout=60000):
 
 def _image(shape=(80, 96, 3), seed=0):
     return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
-
-
-def _setup_toy(viewer, w, *, steps=30, preview_every=0):
-    layer = viewer.add_image(_image(), name="frames", rgb=True)
-    w.task_combo.value = "toy"
-    combo, _folder = w._source_widgets["image"]
-    combo.value = layer
-    w.start_combo.value = _train.SCRATCH
-    w.steps_spin.value = steps
-    w.crop_spin.value = 32
-    w.batch_spin.value = 2
-    w.lr_spin.value = 1e-2
-    w.preview_spin.value = preview_every
-    w.preview_combo.value = layer if preview_every else None
-    return layer
 
 
 def _setup_dehaze(w, hazy, clear=None, *, steps):
@@ -92,9 +73,9 @@ def test_advanced_shows_readable_settings_and_hides_the_rest(train):
     assert all(c.tooltip for c in w._advanced.values())
 
 
-def test_start_stop_continue_and_live_plot(train, qtbot, errors):
+def test_start_stop_continue_and_live_plot(train, qtbot, errors, fill_toy_run):
     viewer, w = train
-    _setup_toy(viewer, w, steps=400)
+    fill_toy_run(viewer, w, steps=400)
     worker = w.start()
     assert worker is not None and errors == []
     qtbot.waitUntil(lambda: w.trainer.step >= 5, timeout=30000)
@@ -118,9 +99,9 @@ def test_start_stop_continue_and_live_plot(train, qtbot, errors):
     assert errors == []
 
 
-def test_preview_layer_is_updated_in_place(train, qtbot, errors):
+def test_preview_layer_is_updated_in_place(train, qtbot, errors, fill_toy_run):
     viewer, w = train
-    _setup_toy(viewer, w, steps=6, preview_every=2)
+    fill_toy_run(viewer, w, steps=6, preview_every=2)
     inserted = []
     viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
     w.start()
@@ -131,9 +112,9 @@ def test_preview_layer_is_updated_in_place(train, qtbot, errors):
     assert errors == []
 
 
-def test_reset_frees_the_run(train, qtbot):
+def test_reset_frees_the_run(train, qtbot, fill_toy_run):
     viewer, w = train
-    _setup_toy(viewer, w, steps=3)
+    fill_toy_run(viewer, w, steps=3)
     w.start()
     _wait(qtbot, w)
     w.reset()
@@ -141,9 +122,9 @@ def test_reset_frees_the_run(train, qtbot):
     assert w.plot.series() == {}
 
 
-def test_bad_layer_choice_shows_a_notification_and_changes_nothing(train, errors):
+def test_bad_layer_choice_shows_a_notification_and_changes_nothing(train, errors, fill_toy_run):
     viewer, w = train
-    _setup_toy(viewer, w)
+    fill_toy_run(viewer, w)
     viewer.add_image(np.zeros((10, 12), np.float32), name="tiny")
     w._source_widgets["image"][0].value = viewer.layers["tiny"]
     before = [layer.name for layer in viewer.layers]
@@ -200,9 +181,9 @@ def test_saved_model_appears_in_the_dehaze_widget(train, qtbot, errors, monkeypa
     assert str(path) not in dehaze.method_combo.choices and not path.exists()
 
 
-def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors):
+def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors, fill_toy_run):
     viewer, w = train
-    layer = _setup_toy(viewer, w, steps=2)
+    layer = fill_toy_run(viewer, w, steps=2)
     w.start()
     _wait(qtbot, w)
     stack = da.from_array(np.stack([_image()] * 5), chunks=(1, 80, 96, 3))
@@ -217,13 +198,14 @@ def test_apply_to_a_lazy_stack_adds_a_lazy_layer(train, qtbot, errors):
     assert worker is not None and errors == []
 
 
-def test_quality_monitor_is_plotted_and_the_kept_step_is_saved(train, qtbot, errors, model_library):
+def test_quality_monitor_is_plotted_and_the_kept_step_is_saved(train, qtbot, errors, model_library,
+                                                                fill_toy_run):
     """The toy recipe's monitor (its known degradation): the widget plots it, says the best,
     and "Save to my models" writes the kept (best) weights."""
     import json
 
     viewer, w = train
-    _setup_toy(viewer, w, steps=30)
+    fill_toy_run(viewer, w, steps=30)
     w.monitor_spin.value = 5
     w.patience_spin.value = 0
     w.start()

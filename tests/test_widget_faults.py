@@ -13,16 +13,12 @@ import pytest
 pytest.importorskip("napari")
 torch = pytest.importorskip("torch")
 
-from conftest import make_conv_model  # noqa: E402
-
 from napari_nlcl._napari import _train  # noqa: E402
 from napari_nlcl._napari._dehaze import DehazeWidget  # noqa: E402
 from napari_nlcl._napari._derain import DerainWidget  # noqa: E402
 from napari_nlcl._napari._translate import TranslateWidget  # noqa: E402
-from napari_nlcl.training import register_recipe  # noqa: E402
 
-register_recipe("toy", "toy_recipe:ToyRecipe")
-pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only", "toy_recipe")]
 
 FAULTS = {
     "runtime": lambda: RuntimeError("boom inside a convolution"),
@@ -31,11 +27,11 @@ FAULTS = {
 
 
 class Flaky(torch.nn.Module):
-    """A conv model whose ``fail_at``-th forward call raises (once)."""
+    """A conv model (``inner``) whose ``fail_at``-th forward call raises (once)."""
 
-    def __init__(self, fault, fail_at=2):
+    def __init__(self, inner, fault, fail_at=2):
         super().__init__()
-        self.inner = make_conv_model()
+        self.inner = inner
         self.info = self.inner.info
         self.fault, self.fail_at, self.calls = fault, fail_at, 0
 
@@ -46,7 +42,7 @@ class Flaky(torch.nn.Module):
         return self.inner(x)
 
 
-def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
+def _task_widget(make_napari_viewer, make_conv_model, cls, monkeypatch, fault):
     viewer = make_napari_viewer()
     w = cls(viewer)
     viewer.window.add_dock_widget(w)
@@ -55,7 +51,7 @@ def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
     w.layer_combo.value = layer
     w.tile_spin.min = 64  # the flaky stand-in below needs no overlap (the real default's is larger)
     w.tile_spin.value = 64  # several tiles: the fault lands mid-plane
-    model = Flaky(fault)
+    model = Flaky(make_conv_model(), fault)
     import napari_nlcl.api
 
     # the widget builds its model with api.load_model: it gets the flaky one
@@ -65,9 +61,9 @@ def _task_widget(make_napari_viewer, cls, monkeypatch, fault):
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 @pytest.mark.parametrize("cls", [DehazeWidget, DerainWidget, TranslateWidget])
-def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
-                                                            monkeypatch, cls, fault):
-    viewer, w, layer = _task_widget(make_napari_viewer, cls, monkeypatch, fault)
+def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, make_conv_model, qtbot,
+                                                            errors, monkeypatch, cls, fault):
+    viewer, w, layer = _task_widget(make_napari_viewer, make_conv_model, cls, monkeypatch, fault)
     before = len(viewer.layers)
     assert w.run() is not None
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
@@ -82,9 +78,9 @@ def test_task_widget_reports_a_runtime_error_and_runs_again(make_napari_viewer, 
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_zarr_export_reports_a_runtime_error_and_runs_again(make_napari_viewer, qtbot, errors,
-                                                           monkeypatch, tmp_path, fault):
-    viewer, w, layer = _task_widget(make_napari_viewer, DerainWidget, monkeypatch, fault)
+def test_zarr_export_reports_a_runtime_error_and_runs_again(make_napari_viewer, make_conv_model, qtbot,
+                                                           errors, monkeypatch, tmp_path, fault):
+    viewer, w, layer = _task_widget(make_napari_viewer, make_conv_model, DerainWidget, monkeypatch, fault)
     w.zarr_path.value = str(tmp_path / "out.zarr")
     assert w.save_zarr() is not None
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
@@ -96,14 +92,12 @@ def test_zarr_export_reports_a_runtime_error_and_runs_again(make_napari_viewer, 
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_train_widget_reports_a_runtime_error_and_continues(make_napari_viewer, qtbot, errors,
-                                                            monkeypatch, fault):
-    from test_train_widget import _setup_toy
-
+def test_train_widget_reports_a_runtime_error_and_continues(make_napari_viewer, fill_toy_run, qtbot,
+                                                            errors, monkeypatch, fault):
     viewer = make_napari_viewer()
     w = _train.TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
-    _setup_toy(viewer, w, steps=12)
+    fill_toy_run(viewer, w, steps=12)
     build = _train.TrainWidget._build_trainer
     fail = {"on": True}
 

@@ -1,4 +1,5 @@
-"""Training engine: recipes, trainer loop, schedules, checkpoints, data."""
+"""Training (napari_nlcl.training) on the toy recipe: trainer loop, schedules, checkpoints, data,
+the quality monitor, precision, and the ``train`` command."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import torch
 
 from napari_nlcl.training.data import ImageSource, RandomCrops
 from napari_nlcl.modelfile import read_checkpoint
-from napari_nlcl.training import Trainer, TrainConfig, export_model, load_recipe, register_recipe
+from napari_nlcl.training import Trainer, TrainConfig, export_model, load_recipe
 
-register_recipe("toy", "toy_recipe:ToyRecipe")
+pytestmark = pytest.mark.usefixtures("toy_recipe")
 
 
 def _images(n=4, size=48, seed=0):
