@@ -261,7 +261,7 @@ class TrainWidget(TrainForm):
         import copy
 
         from napari_nlcl.checks import is_dask
-        from napari_nlcl.inference import predict
+        from napari_nlcl.inference import plan_inference, predict
 
         if self.trainer is None or self._worker is not None:
             return None
@@ -275,8 +275,9 @@ class TrainWidget(TrainForm):
             if is_dask(layer.data):
                 result = predict(layer.data, model, device="cpu")  # lazy: planes computed on view
                 return replace_image(self._viewer, name, result, layer)
-            worker = predict_worker(layer.data, model, {"device": self.device_combo.value,
-                                                        "precision": self.precision_combo.value})
+            plan = plan_inference(layer.data, model, channel_axis=-1 if layer.rgb else None,
+                                  device=self.device_combo.value, precision=self.precision_combo.value)
+            worker = predict_worker(layer.data, model, plan)
             worker.returned.connect(lambda out: replace_image(self._viewer, name, out, layer))
             worker.errored.connect(lambda exc: notify_error(f"apply failed: {original_error(exc)}"))
             worker.start()
