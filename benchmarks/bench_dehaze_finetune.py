@@ -25,7 +25,7 @@ from bench_dehaze import evaluate, validation_set  # noqa: E402
 
 
 def main(argv=None) -> int:
-    from napari_nlcl.cli import _parse_option
+    from napari_nlcl.cli.args import parse_option as _parse_option
     from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import Trainer, TrainConfig
     from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS

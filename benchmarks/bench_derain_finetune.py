@@ -43,7 +43,7 @@ def main(argv=None) -> int:
                     help="recipe setting, e.g. -S sup_weight=0")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from napari_nlcl.cli import _parse_option
+    from napari_nlcl.cli.args import parse_option as _parse_option
 
     settings = dict(_parse_option(s) for s in args.set)
     pairs = validation_set()

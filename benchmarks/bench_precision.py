@@ -131,6 +131,7 @@ def training(chunks: int, chunk: int) -> None:
     import tempfile
 
     from napari_nlcl import cli
+    from napari_nlcl.cli.train import build_trainer
 
     print("| recipe | " + " | ".join(f"{a[0]} (steps/s)" for a in ARMS) + " | speed-up |")
     print("|---|" + "---|" * (len(ARMS) + 1))
@@ -142,7 +143,7 @@ def training(chunks: int, chunk: int) -> None:
                     ["train", *argv, "-o", str(Path(tmp) / f"{i}.pt"), "--checkpoint-every", "0",
                      "--monitor-every", "0", "--steps", "100000", "--precision", prec, "--overwrite"])
                 with _layout(cl, "napari_nlcl.training.trainer.resolve_precision"):
-                    runs.append(cli._build_trainer(args).fit_iter())
+                    runs.append(build_trainer(args).fit_iter())
             best = [0.0] * len(runs)
 
             def steps(gen, n):

@@ -75,7 +75,7 @@ def score(model, images: list[np.ndarray]) -> tuple[float, float]:
 
 
 def train(args) -> None:
-    from napari_nlcl.cli import _parse_option
+    from napari_nlcl.cli.args import parse_option as _parse_option
     from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer, recipe_class
 

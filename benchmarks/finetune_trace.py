@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     ckpt = args.out / "run.pt"
     train_args = cli.build_parser().parse_args(
         ["train", args.task, *data_flags, "-o", str(ckpt), "--checkpoint-every", "0", *args.train_args])
-    trainer = cli._build_trainer(train_args)
+    trainer = cli.train.build_trainer(train_args)
     log = (args.out / "trace.jsonl").open("a")
 
     def record(step: int, minutes: float, losses: dict) -> None:

@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                      "--checkpoint-every", "0", "--monitor-every", "0", "--precision", prec, "--overwrite",
                      "--batch-size", "4"])
                 try:
-                    trainer = cli._build_trainer(a)
+                    trainer = cli.train.build_trainer(a)
                     net = next(iter(trainer.recipe.networks.values()))
                     before = [p.detach().clone() for p in net.parameters()]
                     t = time.perf_counter()

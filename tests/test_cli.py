@@ -11,6 +11,7 @@ import pytest
 import tifffile
 
 from napari_nlcl import cli, io
+from napari_nlcl.cli.args import parse_option
 
 
 def test_cli_sample_to_png(tmp_path, capsys, monkeypatch):
@@ -72,12 +73,12 @@ def test_cli_lists_methods_and_writes_samples(tmp_path, capsys):
 
 
 def test_setting_values_are_parsed_into_numbers_flags_and_pairs():
-    assert cli._parse_option("steps=5") == ("steps", 5)
-    assert cli._parse_option("gan-weight=0.05") == ("gan_weight", 0.05)
-    assert cli._parse_option("asymmetric=off") == ("asymmetric", False)
-    assert cli._parse_option("transplant_gain=1,2.5") == ("transplant_gain", [1, 2.5])
-    assert cli._parse_option("rain_opacity=[0.1, 0.5]") == ("rain_opacity", [0.1, 0.5])
-    assert cli._parse_option("patch_features=flatten") == ("patch_features", "flatten")
+    assert parse_option("steps=5") == ("steps", 5)
+    assert parse_option("gan-weight=0.05") == ("gan_weight", 0.05)
+    assert parse_option("asymmetric=off") == ("asymmetric", False)
+    assert parse_option("transplant_gain=1,2.5") == ("transplant_gain", [1, 2.5])
+    assert parse_option("rain_opacity=[0.1, 0.5]") == ("rain_opacity", [0.1, 0.5])
+    assert parse_option("patch_features=flatten") == ("patch_features", "flatten")
 
 
 # ----------------------------------------------------------------- nothing the user had is lost
