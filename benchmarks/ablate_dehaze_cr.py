@@ -24,8 +24,8 @@ from train_dehaze_default import CLEAN, training_images  # noqa: E402
 
 
 def main(argv=None) -> int:
+    from napari_nlcl.training import TrainConfig, Trainer
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training import Trainer, TrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1500)

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     from bench_derain import evaluate, validation_set
     from train_derain_default import DATA, clean_photos, photos
 
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", type=Path, required=True)

@@ -28,7 +28,7 @@ VAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clea
 def validation_set(folder: Path = VAL_DIR, limit: int | None = None):
     """[(name, clear, hazy)] as float32 RGB in [0, 1]."""
     from napari_nlcl import synth
-    from napari_nlcl.io import read_file, list_images
+    from napari_nlcl.io import list_images, read_file
 
     files = list_images(folder)[:limit]
     out = []

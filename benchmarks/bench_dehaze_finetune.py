@@ -26,9 +26,9 @@ from bench_dehaze import evaluate, validation_set  # noqa: E402
 
 def main(argv=None) -> int:
     from napari_nlcl.cli.args import parse_option as _parse_option
-    from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training import Trainer, TrainConfig
     from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
+    from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)

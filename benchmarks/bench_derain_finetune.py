@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main(argv=None) -> int:
     from bench_derain import evaluate, validation_set
 
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training.derain import DerainRecipe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

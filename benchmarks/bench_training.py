@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads, infer_channels  # noqa: E402
 from napari_nlcl.contrastive.losses import patch_nce  # noqa: E402
 from napari_nlcl.contrastive.samplers import sample_locations  # noqa: E402
-from napari_nlcl.training.data import RandomCrops  # noqa: E402
-from napari_nlcl.training import Recipe, Trainer, TrainConfig, register_recipe  # noqa: E402
 from napari_nlcl.model import ModelInfo  # noqa: E402
+from napari_nlcl.training import Recipe, TrainConfig, Trainer, register_recipe  # noqa: E402
+from napari_nlcl.training.data import RandomCrops  # noqa: E402
 
 
 class ResBlock(nn.Module):

@@ -76,8 +76,8 @@ def score(model, images: list[np.ndarray]) -> tuple[float, float]:
 
 def train(args) -> None:
     from napari_nlcl.cli.args import parse_option as _parse_option
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer, recipe_class
+    from napari_nlcl.training.data import RandomCrops
 
     settings = {"mode": args.mode, "preset": args.preset, **dict(_parse_option(s) for s in args.set)}
     if args.net:
@@ -137,8 +137,8 @@ def best_time(fn, repeat: int) -> float:
 
 
 def speed(args) -> None:
-    from napari_nlcl.training import build_recipe
     from napari_nlcl.inference import predict
+    from napari_nlcl.training import build_recipe
 
     print("| preset | parameters | GFLOP/MP | s / training iteration, CUT (256 px, batch 1) | "
           "same, FastCUT | 1024x1024 RGB inference (s) | MP/s |")

@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None) -> int:
-    import napari_nlcl
     from bench_derain import validation_set
-    from napari_nlcl.training import load_recipe
+
+    import napari_nlcl
     from napari_nlcl.metrics import y_psnr
+    from napari_nlcl.training import load_recipe
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("trace", type=Path)

@@ -25,7 +25,7 @@ CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean"
 
 def main(out: str = "runs/data/light_rain", clean_dir: str | None = None) -> int:
     from napari_nlcl import synth
-    from napari_nlcl.io import read_file, list_images, write_image
+    from napari_nlcl.io import list_images, read_file, write_image
 
     out = Path(out)
     (out / "rain").mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,8 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
           gains: tuple | None = None) -> dict:
     from scipy.stats import spearmanr
 
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import load_recipe
+    from napari_nlcl.training.data import RandomCrops
 
     rows = [json.loads(line) for line in (trace / "trace.jsonl").open()]
     steps = sorted({r["step"] for r in rows})

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from _training_log import fit_branch, run_logged
 
-from napari_nlcl.training.data import RandomCrops
-from napari_nlcl.training import TrainConfig, Trainer, export_model
-from napari_nlcl.io import read_file, list_images
+from napari_nlcl.io import list_images, read_file
 from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS
 from napari_nlcl.registry import DEHAZE_T_MIN
+from napari_nlcl.training import TrainConfig, Trainer, export_model
+from napari_nlcl.training.data import RandomCrops
 
 CLEAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean"
 VALIDATION = ("kodak",)
@@ -63,8 +63,8 @@ def train_airlight(path: Path, images: list[np.ndarray], steps: int, *, lr: floa
 
     from napari_nlcl import synth
     from napari_nlcl.modelfile import save_checkpoint
-    from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.aecr_blocks import thumbnail
+    from napari_nlcl.training import load_recipe
 
     recipe, payload = load_recipe(path)
     branch = recipe.net.airlight

@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from _training_log import fit_branch, run_logged
 
-from napari_nlcl.training.data import RandomCrops
-from napari_nlcl.modelfile import model_networks, read_checkpoint
-from napari_nlcl.training import TrainConfig, Trainer, build_recipe, export_model, recipe_config_of
 from napari_nlcl.inference import select_device
-from napari_nlcl.io import read_file, list_images
+from napari_nlcl.io import list_images, read_file
+from napari_nlcl.modelfile import model_networks, read_checkpoint
 from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, load_grown
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, export_model, recipe_config_of
+from napari_nlcl.training.data import RandomCrops
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 VALIDATION = ("kodak",)
@@ -78,9 +78,9 @@ def train_veil(start: Path, out: Path, images: list[np.ndarray], steps: int, *, 
     import torch.nn.functional as F
 
     from napari_nlcl.modelfile import save_checkpoint
-    from napari_nlcl.training import load_recipe
     from napari_nlcl.nets.derain import DerainNet
     from napari_nlcl.synth.banks import add_bank_rain, gaussian_blur, make_rain_bank
+    from napari_nlcl.training import load_recipe
     from napari_nlcl.training.derain_config import DerainConfig
 
     recipe, payload = load_recipe(start)

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from _training_log import run_logged
 
-from napari_nlcl.training.data import RandomCrops
-from napari_nlcl.training import TrainConfig, Trainer, export_model
 from napari_nlcl.nets.translate import DEFAULT_WEIGHTS
 from napari_nlcl.samples import translation_domains
+from napari_nlcl.training import TrainConfig, Trainer, export_model
+from napari_nlcl.training.data import RandomCrops
 
 
 def main(argv=None) -> int:

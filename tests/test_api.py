@@ -9,8 +9,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio as psnr
 
 import napari_nlcl
-from napari_nlcl import synth
-from napari_nlcl import registry
+from napari_nlcl import registry, synth
 
 
 def _hazy_astronaut():

@@ -229,8 +229,8 @@ def _photos():
 
 
 def test_synthetic_mode_lowers_the_loss():
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
 
     torch.manual_seed(0)
     crops = RandomCrops({"clear": _photos()}, crop=32, batch_size=4, seed=0)
@@ -289,8 +289,8 @@ def test_bad_settings_are_refused_clearly():
 def test_unsupervised_finetuning_on_a_three_frame_stack(tmp_path, tiny_dehaze_model):
     import dask.array as da
 
-    from napari_nlcl.training.data import ImageSource, RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer, load_recipe
+    from napari_nlcl.training.data import ImageSource, RandomCrops
 
     start = tiny_dehaze_model
     frames = np.stack([synth.add_haze(p[:200, :200], beta=1.2, rng=i)[0] for i, p in enumerate(_photos())])
@@ -321,8 +321,8 @@ def json_meta(payload):
 
 
 def test_unsupervised_from_scratch_uses_dcp_targets():
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
 
     hazy = [synth.add_haze(p, beta=1.0, rng=0)[0] for p in _photos()]
     crops = RandomCrops({"hazy": hazy}, crop=32, batch_size=2, seed=0)
@@ -337,8 +337,8 @@ def test_unsupervised_from_scratch_uses_dcp_targets():
 
 def test_exported_model_loads_but_cannot_be_resumed(tmp_path, tiny_dehaze_model):
     from napari_nlcl import load_model
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import Trainer, export_model
+    from napari_nlcl.training.data import RandomCrops
 
     ckpt = tiny_dehaze_model
     small = export_model(ckpt, tmp_path / "small.pt")

@@ -440,8 +440,8 @@ def test_default_reaches_the_issue_target_on_the_validation_set():
 def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal(tmp_path):
     """Fine-tuning on frames that carry no rain (flat noise): with the anchor to the frozen
     start model the output stays close to the start's; without it the model drifts further."""
+    from napari_nlcl.training import TrainConfig, Trainer
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     perturb_heads(start)
@@ -475,8 +475,8 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     """A grayscale stack (microscopy) fine-tunes the RGB derainer: grey is replicated to its
     channels, as at inference; a 2-channel stack is refused before training with a clear message."""
     from napari_nlcl import finetune
+    from napari_nlcl.training import TrainConfig, Trainer
     from napari_nlcl.training.data import ImageSource, RandomCrops
-    from napari_nlcl.training import Trainer, TrainConfig
 
     start = tiny(mode="synthetic")
     ckpt = tmp_path / "start.pt"
@@ -494,8 +494,8 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
 
 def test_the_monitor_needs_a_trained_start():
     """Training NLCL from scratch builds no monitor: a random start finds no rain to score with."""
+    from napari_nlcl.training import TrainConfig, Trainer
     from napari_nlcl.training.data import RandomCrops
-    from napari_nlcl.training import Trainer, TrainConfig
 
     frames = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
     t = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),

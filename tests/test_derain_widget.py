@@ -113,8 +113,8 @@ def test_train_widget_offers_derain_with_rainy_and_clean_inputs(make_napari_view
 
 def test_train_widget_shows_the_starting_models_settings(make_napari_viewer):
     from napari_nlcl._napari._train import DEFAULT, SCRATCH, TrainWidget
-    from napari_nlcl.training import recipe_config_of
     from napari_nlcl.nets.derain import DEFAULT_WEIGHTS
+    from napari_nlcl.training import recipe_config_of
     from napari_nlcl.training.derain_config import DerainConfig
 
     viewer = make_napari_viewer()

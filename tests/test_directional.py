@@ -9,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch")
 skdata = pytest.importorskip("skimage.data")
 
-from napari_nlcl.inference import predict  # noqa: E402
 from napari_nlcl.classical.directional import (  # noqa: E402
     DirectionalDerain,
     classic_derainer,
@@ -23,6 +22,7 @@ from napari_nlcl.classical.streaks import (  # noqa: E402
     line_mean,
     line_opening,
 )
+from napari_nlcl.inference import predict  # noqa: E402
 from napari_nlcl.model import Model  # noqa: E402
 from napari_nlcl.synth import add_rain  # noqa: E402
 

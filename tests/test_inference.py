@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from napari_nlcl.checks import resolve_channel_axis
 from napari_nlcl.inference import (
     Progress,
     iter_predict,
     predict,
     select_device,
 )
-from napari_nlcl.checks import resolve_channel_axis
-from napari_nlcl.model import Model, ModelInfo
 from napari_nlcl.inference.tiling import blend_window, plan_tiles, tile_starts
+from napari_nlcl.model import Model, ModelInfo
 
 
 def test_import_is_light():

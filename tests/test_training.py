@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nlcl.training.data import ImageSource, RandomCrops
 from napari_nlcl.modelfile import read_checkpoint
-from napari_nlcl.training import Trainer, TrainConfig, export_model, load_recipe
+from napari_nlcl.training import TrainConfig, Trainer, export_model, load_recipe
+from napari_nlcl.training.data import ImageSource, RandomCrops
 
 pytestmark = pytest.mark.usefixtures("toy_recipe")
 
@@ -552,8 +552,8 @@ def test_damaged_model_files_are_one_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("grey_first", [True, False])
 def test_a_folder_of_grey_and_colour_images_is_colour_in_either_order(tmp_path, grey_first):
-    from napari_nlcl.training.data import ImageSource
     from napari_nlcl.io import write_image
+    from napari_nlcl.training.data import ImageSource
 
     rgb = (_images(n=1)[0] * 255).astype(np.uint8)
     grey = rgb.mean(-1).astype(np.uint8)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.nets.discriminators import discriminator
 from napari_nlcl.nets.translate import TranslateNet, TranslateNetConfig, build
+from napari_nlcl.training import TrainConfig, Trainer, build_recipe, load_recipe
 from napari_nlcl.training.translate import TranslateConfig, TranslateRecipe
 
 TINY = {"net": {"ngf": 4, "blocks": 2}, "disc_ndf": 8, "num_patches": 32}
@@ -248,8 +248,8 @@ def test_a_few_iterations_lower_the_nce_loss():
 
 
 def test_checkpoint_round_trip_and_export(tmp_path):
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import export_model
+    from napari_nlcl.training.data import RandomCrops
 
     rng = np.random.default_rng(0)
     data = {"source": rng.random((3, 48, 48, 3)).astype(np.float32),

@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("main_thread_only")]
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     """A tiny translator trained for a few steps (a user's model file)."""
-    from napari_nlcl.training.data import RandomCrops
     from napari_nlcl.training import TrainConfig, Trainer
+    from napari_nlcl.training.data import RandomCrops
 
     rng = np.random.default_rng(0)
     data = {"source": rng.random((2, 48, 48, 3)).astype(np.float32),

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_nlcl.training import Recipe
 from napari_nlcl.model import ModelInfo
+from napari_nlcl.training import Recipe
 
 
 @dataclass

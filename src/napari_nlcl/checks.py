@@ -14,7 +14,6 @@ import numpy as np
 from napari_nlcl.inference.tiling import default_overlap
 from napari_nlcl.model import ModelInfo
 
-
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
 
 

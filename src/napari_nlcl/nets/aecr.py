@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_nlcl.classical.filters import guided_filter, min_filter
+from napari_nlcl.inference.tiling import pad_to_multiple
 from napari_nlcl.model import ModelInfo
 from napari_nlcl.nets.aecr_blocks import AirlightNet, FABlock, Mixup, upsampler
 from napari_nlcl.nets.layers import DeformConv2d, full_precision
-from napari_nlcl.inference.tiling import pad_to_multiple
-from napari_nlcl.classical.filters import guided_filter, min_filter
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dehaze_default.pt"

@@ -47,9 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_nlcl.inference.tiling import pad_to_multiple
 from napari_nlcl.model import ModelInfo
 from napari_nlcl.nets.layers import ReflectConv2d, full_precision, reflect_pad
-from napari_nlcl.inference.tiling import pad_to_multiple
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "translate_default.pt"
 

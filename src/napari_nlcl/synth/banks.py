@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def streak_params(rng: np.random.Generator) -> dict[str, float]:
     """One streak layer's :func:`napari_nlcl.synth.add_rain` parameters (opacity applied later)."""
     return {

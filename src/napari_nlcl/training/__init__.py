@@ -18,7 +18,13 @@ networks from a model file's inference block).
 
 from napari_nlcl.training.checkpoints import export_model, load_recipe, recipe_config_of
 from napari_nlcl.training.config import TrainConfig, TrainEvent
-from napari_nlcl.training.recipe import Recipe, build_recipe, recipe_class, recipe_names, register_recipe
+from napari_nlcl.training.recipe import (
+           Recipe,
+           build_recipe,
+           recipe_class,
+           recipe_names,
+           register_recipe,
+)
 from napari_nlcl.training.trainer import Trainer
 
 __all__ = ["Recipe", "TrainConfig", "TrainEvent", "Trainer", "build_recipe", "export_model", "load_recipe",

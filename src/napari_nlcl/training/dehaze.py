@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from napari_nlcl.contrastive.losses import ContrastiveRegularization, cr_warmup_weight
+from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 from napari_nlcl.training import Recipe
 from napari_nlcl.training.monitor import dehaze_proxy_pairs
-from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 
 MODES = ("synthetic", "paired", "unsupervised")
 ANCHORS = ("auto", "teacher", "dcp")

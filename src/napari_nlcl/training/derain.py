@@ -51,7 +51,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank
 from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
 from napari_nlcl.contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
 from napari_nlcl.contrastive.samplers import (
@@ -62,11 +61,12 @@ from napari_nlcl.contrastive.samplers import (
     sample_locations,
     scale_coords,
 )
+from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, preset
+from napari_nlcl.nets.discriminators import PatchDiscriminator
+from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank
 from napari_nlcl.training import Recipe
 from napari_nlcl.training.derain_config import USER_SETTINGS, DerainConfig
 from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs
-from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, preset
-from napari_nlcl.nets.discriminators import PatchDiscriminator
 
 #: photos bundled with scikit-image that stand in for clean images in NLCL mode when the user gives none
 FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")

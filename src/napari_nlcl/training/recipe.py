@@ -12,6 +12,7 @@ from torch import nn
 
 from napari_nlcl.modelfile import config_from_dict
 
+
 class Recipe:
     """Base class of a training recipe.
 

@@ -49,7 +49,6 @@ from napari_nlcl.training.data import check_data_fits
 from napari_nlcl.training.recipe import Recipe, build_recipe
 from napari_nlcl.training.weights import holding, snapshot, update_average
 
-
 # --------------------------------------------------------------------------- events
 
 

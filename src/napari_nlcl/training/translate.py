@@ -53,9 +53,9 @@ import torch
 from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
 from napari_nlcl.contrastive.losses import lsgan_loss, patch_nce
 from napari_nlcl.contrastive.samplers import sample_locations
-from napari_nlcl.training import Recipe
 from napari_nlcl.nets.discriminators import discriminator
 from napari_nlcl.nets.translate import DEFAULT_WEIGHTS, TranslateNet, preset
+from napari_nlcl.training import Recipe
 
 MODES = ("cut", "fastcut", "single")
 NEGATIVES = ("auto", "image", "batch", "domain")
