@@ -46,6 +46,19 @@ def _to_float01(plane: np.ndarray, keep_all: bool = False) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def _channels_last(data: Any, channel_axis: int, name: str) -> Any:
+    """``data`` (numpy or dask) with its ``channel_axis`` moved last, after checking it."""
+    if not hasattr(data, "ndim") or data.ndim < 3:
+        raise ValueError(f"{name}: channel_axis needs an array with channels and 2 spatial axes")
+    if not -data.ndim <= channel_axis < data.ndim:
+        raise ValueError(f"{name}: channel_axis {channel_axis} is out of range for {data.ndim} axes")
+    if hasattr(data, "dask"):
+        import dask.array as da
+
+        return da.moveaxis(data, channel_axis, -1)
+    return np.moveaxis(np.asarray(data), channel_axis, -1)
+
+
 class ImageSource:
     """Frames of one data set, read one at a time.
 
@@ -69,22 +82,10 @@ class ImageSource:
 
     def __init__(self, data: Any, *, rgb: bool | None = None, channel_axis: int | None = None,
                  cache: int = 4, name: str = "data"):
-        from napari_nlcl.checks import SUPPORTED_DTYPES
-
         self.name = name
         self.multichannel = channel_axis is not None
         if self.multichannel:
-            if not hasattr(data, "ndim") or data.ndim < 3:
-                raise ValueError(f"{name}: channel_axis needs an array with channels and 2 spatial axes")
-            if not -data.ndim <= channel_axis < data.ndim:
-                raise ValueError(f"{name}: channel_axis {channel_axis} is out of range for {data.ndim} axes")
-            if hasattr(data, "dask"):
-                import dask.array as da
-
-                data = da.moveaxis(data, channel_axis, -1)
-            else:
-                data = np.moveaxis(np.asarray(data), channel_axis, -1)
-            rgb = True
+            data, rgb = _channels_last(data, channel_axis, name), True
         self.reads = 0  # frames actually read (tests and benchmarks count them)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = max(int(cache), 0)
@@ -107,19 +108,32 @@ class ImageSource:
             self.description = f"{name}: {Path(data)}"
             data = read_image(data)
         elif isinstance(data, (list, tuple)):
-            if not data:
-                raise ValueError(f"{name}: the list of images is empty")
-            self.description = f"{name}: list of {len(data)} images"
-            self._list = [np.asarray(d) if not hasattr(d, "dask") else d for d in data]
-            first = self._list[0]
-            self.rgb = rgb if rgb is not None else (first.ndim == 3 and first.shape[-1] in (3, 4))
-            self._frames = None
-            self._blocks = None
-            self._check_dtype(first.dtype, SUPPORTED_DTYPES)
-            self.frame_shape = tuple(first.shape[:2])
+            self._init_list(data, rgb)
             return
         else:
             self.description = f"{name}: {type(data).__name__} {tuple(getattr(data, 'shape', ()))}"
+        self._init_array(data, rgb)
+
+    def _init_list(self, data: list | tuple, rgb: bool | None) -> None:
+        """A list of arrays: frames of possibly different sizes."""
+        from napari_nlcl.checks import SUPPORTED_DTYPES
+
+        if not data:
+            raise ValueError(f"{self.name}: the list of images is empty")
+        self.description = f"{self.name}: list of {len(data)} images"
+        self._list = [np.asarray(d) if not hasattr(d, "dask") else d for d in data]
+        first = self._list[0]
+        self.rgb = rgb if rgb is not None else (first.ndim == 3 and first.shape[-1] in (3, 4))
+        self._frames = None
+        self._blocks = None
+        self._check_dtype(first.dtype, SUPPORTED_DTYPES)
+        self.frame_shape = tuple(first.shape[:2])
+
+    def _init_array(self, data: Any, rgb: bool | None) -> None:
+        """One numpy or dask array: an image, or a stack along its leading axes."""
+        from napari_nlcl.checks import SUPPORTED_DTYPES
+
+        name = self.name
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             raise TypeError(
                 f"{name}: expected a numpy or dask array, a list of arrays or a path, "
