@@ -451,3 +451,20 @@ def test_dtype_preserved(dtype):
     assert asymmetric_layer_contrast(x, x.flip(0), k_bg=2, k_rain=1).dtype == dtype
     assert contrastive_regularization([x], [x + 1], [x - 1], weights=(1.0,)).dtype == dtype
     assert lsgan_loss(x, True).dtype == dtype
+
+
+def test_patch_nce_keep_leaves_the_masked_negatives_out_of_the_denominator():
+    import torch
+
+    from napari_nlcl.contrastive.losses import patch_nce
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 5, 8, generator=g), torch.randn(1, 5, 8, generator=g)
+    keep = torch.ones(1, 5, 5, dtype=torch.bool)
+    assert torch.allclose(patch_nce(q, k, keep=keep), patch_nce(q, k))
+    keep[0, 0, 1:] = False  # query 0 keeps only its positive: its loss is 0
+    per = patch_nce(q, k, keep=keep, reduction="none")
+    assert float(per[0, 0]) == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(per[0, 1:], patch_nce(q, k, reduction="none")[0, 1:])
+    with pytest.raises(ValueError, match="keep must be a bool tensor"):
+        patch_nce(q, k, keep=keep, negatives="batch")

@@ -379,3 +379,21 @@ def test_four_channel_microscopy_stack_trains_and_translates():
     assert out.shape == stack.shape and out.dtype == np.uint16
     with pytest.raises(ValueError, match="channel_axis needs an array"):
         ImageSource("folder", channel_axis=0)
+
+
+def test_prototype_negatives_train_and_drop_some_negatives():
+    """negatives="prototype" (HCSC-style selection in PatchNCE) runs and leaves negatives out."""
+    import torch
+
+    from napari_nlcl.training import build_recipe
+
+    recipe = build_recipe("translate", {"mode": "cut", "preset": "light", "negatives": "prototype",
+                                        "num_patches": 32})
+    keys = torch.randn(2, 32, 16)
+    keep = recipe._prototype_keep(keys)
+    assert keep.shape == (2, 32, 32) and keep.dtype == torch.bool
+    assert not keep.all() and keep.any(dim=-1).all()  # some dropped, every query keeps negatives
+    assert not keep.diagonal(dim1=1, dim2=2).any()  # the positive is not a negative
+    x = torch.rand(2, 3, 64, 64)
+    losses = recipe.training_step({"source": x, "target": torch.rand(2, 3, 64, 64)}, 0)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())

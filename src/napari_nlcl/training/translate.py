@@ -32,7 +32,11 @@ photo): the data loader draws crops at random zooms (``zoom``: a crop covers
 more.  ``negatives="domain"`` draws them from the batch's crops *of the
 anchor's own domain only* (after DCoDR, Kahana & Hoshen 2022): with identity
 NCE the queries of ``G(a)`` never meet keys of target images, so the
-contrast cannot be won by telling the domains apart.
+contrast cannot be won by telling the domains apart.  ``negatives="prototype"``
+keeps CUT's per-image negatives but leaves out those that share the key's
+prototypes (HCSC, Guo et al. 2022: k-means of the image's keys at 4 and 8
+clusters; a patch in the same cluster at both is likely the same stuff, a
+false negative); see :func:`~napari_nlcl.contrastive.samplers.prototype_negative_mask`.
 
 Fixes of what users of the released code hit: the MLP heads exist before
 the optimiser (they are built from a probe pass, not on the first batch), any
@@ -58,7 +62,7 @@ from napari_nlcl.nets.translate import DEFAULT_WEIGHTS, TranslateNet, preset
 from napari_nlcl.training import Recipe
 
 MODES = ("cut", "fastcut", "single")
-NEGATIVES = ("auto", "image", "batch", "domain")
+NEGATIVES = ("auto", "image", "batch", "domain", "prototype")
 MODE_DEFAULTS = {
     "cut": {"nce_weight": 1.0, "nce_idt": True, "flip_equivariance": False, "negatives": "image"},
     "fastcut": {"nce_weight": 10.0, "nce_idt": False, "flip_equivariance": True, "negatives": "image"},
@@ -215,11 +219,23 @@ class TranslateRecipe(Recipe):
             kw = {"temperature": cfg.nce_temperature}
             if cfg.negatives == "batch":  # every crop of the batch, both domains
                 loss = patch_nce(torch.cat(qs), torch.cat(ks), negatives="batch", **kw)
+            elif cfg.negatives == "prototype":  # own image, without the keys of the anchor's prototypes
+                loss = sum(patch_nce(q, k, keep=self._prototype_keep(k), **kw) for q, k in zip(qs, ks)) / len(qs)
             else:  # "image": own image only; "domain": own domain's crops only
                 neg = "image" if cfg.negatives == "image" else "batch"
                 loss = sum(patch_nce(q, k, negatives=neg, **kw) for q, k in zip(qs, ks)) / len(qs)
             total = total + loss
         return total / len(self.heads)
+
+    def _prototype_keep(self, keys: torch.Tensor) -> torch.Tensor:
+        """``(B, N, N)`` negatives to keep for each image's ``(N, D)`` keys (HCSC-style selection)."""
+        from napari_nlcl.contrastive.samplers import prototype_negative_mask
+
+        rows = []
+        for k in keys.detach().float().cpu():  # k-means on the CPU, with the recipe's generator
+            # the anchors are the keys themselves; key i is query i's positive and never a negative
+            rows.append(prototype_negative_mask(k, num_clusters=(4, 8), generator=self.generator).negative_mask)
+        return torch.stack(rows).to(keys.device)
 
     # ------------------------------------------------------------------ one step
     def _check_crop(self, x: torch.Tensor) -> None:

@@ -137,6 +137,7 @@ def patch_nce(
     detach_keys: bool = True,
     normalize: bool = True,
     reduction: str = "mean",
+    keep: Tensor | None = None,
 ) -> Tensor:
     r"""PatchNCE loss of CUT (Park et al., ECCV 2020).
 
@@ -182,6 +183,12 @@ def patch_nce(
     reduction : {"mean", "sum", "none"}
         ``"mean"`` averages over all ``B * N`` queries; ``"none"`` returns
         shape ``(B, N)``.
+    keep : Tensor, optional
+        ``(B, N, N)`` bool, with ``negatives="image"`` only: ``keep[b, i, j]``
+        False leaves key ``j`` out of query ``i``'s negatives (e.g. likely false
+        negatives found by
+        :func:`~napari_nlcl.contrastive.samplers.prototype_negative_mask`); the
+        positive (the diagonal) always stays.
 
     Returns
     -------
@@ -209,6 +216,9 @@ def patch_nce(
     if negatives not in ("image", "batch"):
         raise ValueError(f"{fn}: negatives must be 'image' or 'batch', got {negatives!r}")
     b, n, d = feat_q.shape
+    if keep is not None and (negatives != "image" or tuple(keep.shape) != (b, n, n) or keep.dtype != torch.bool):
+        raise ValueError(f"{fn}: keep must be a bool tensor of shape (B, N, N) = ({b}, {n}, {n}) with "
+                         f"negatives='image', got {shape_of(keep)} {keep.dtype} with {negatives!r}")
     if detach_keys:
         feat_k = feat_k.detach()
     if normalize:
@@ -218,6 +228,9 @@ def patch_nce(
         feat_q = feat_q.reshape(1, b * n, d)
         feat_k = feat_k.reshape(1, b * n, d)
     logits = torch.bmm(feat_q, feat_k.transpose(1, 2)) / tau  # (G, M, M)
+    if keep is not None:
+        keep = keep | torch.eye(n, dtype=torch.bool, device=keep.device)
+        logits = logits.masked_fill(~keep.to(logits.device), float("-inf"))
     # cross-entropy with the target on the diagonal (logsumexp: stable, and on CPU
     # much cheaper than log_softmax for small inputs)
     loss = (torch.logsumexp(logits, dim=-1) - logits.diagonal(dim1=1, dim2=2)).reshape(b, n)
