@@ -4,8 +4,8 @@ A model file written by this version carries an inference block
 (:func:`napari_nlcl.nets.inference_block`), so the network is rebuilt from
 :mod:`napari_nlcl.nets` alone.  Older files without one are read through
 their training recipe (:func:`napari_nlcl.training.load_recipe`), which imports
-the training code; ``napari-nlcl upgrade-model FILE`` (or
-:func:`napari_nlcl.training.checkpoints.add_inference_block`) adds the block.
+the training code; :func:`napari_nlcl.training.checkpoints.add_inference_block`
+adds the block to such a file, in place.
 """
 
 from __future__ import annotations
