@@ -14,47 +14,41 @@ for inference from this package alone, without the training recipe.
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from napari_nlcl.named import Registry
+
 # architecture name -> "module:Class"; the class has a ``Config`` dataclass, takes
 # ``(config, *, name=..., **build_options)`` and keeps ``config``, ``info`` and ``build_options``
-_ARCHS: dict[str, str] = {
+_ARCHS = Registry("network architecture", {
     "nlcl-unet": "napari_nlcl.nets.derain:DerainNet",
     "aecr": "napari_nlcl.nets.aecr:AECRNet",
     "cut-resnet": "napari_nlcl.nets.translate:TranslateNet",
-}
+})
 
 
 def register_arch(name: str, path: str) -> None:
     """Register network class ``"module:Class"`` under ``name`` (model files refer to it)."""
-    if ":" not in path:
-        raise ValueError(f"architecture path must look like 'module:Class', got {path!r}")
-    _ARCHS[name] = path
+    _ARCHS.register(name, path)
 
 
 def arch_names() -> list[str]:
-    return sorted(_ARCHS)
+    return _ARCHS.names()
 
 
 def arch_class(name: str) -> type:
-    if name not in _ARCHS:
-        raise ValueError(f"unknown network architecture {name!r} (known: {', '.join(arch_names())}); "
-                         "is napari-nlcl up to date?")
-    module, attr = _ARCHS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return _ARCHS.load(name)
 
 
 def arch_of(net: Any) -> str:
     """The registered name of ``net``'s class."""
-    path = f"{type(net).__module__}:{type(net).__qualname__}"
-    for name, registered in _ARCHS.items():
-        if registered == path:
-            return name
-    raise ValueError(f"{type(net).__name__} is not a registered architecture; register it with "
-                     "napari_nlcl.nets.register_arch(name, 'module:Class')")
+    name = _ARCHS.name_of(type(net))
+    if name is None:
+        raise ValueError(f"{type(net).__name__} is not a registered architecture; register it with "
+                         "napari_nlcl.nets.register_arch(name, 'module:Class')")
+    return name
 
 
 def inference_block(net: Any, network: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 from napari_nlcl.modelfile import config_from_dict
+from napari_nlcl.named import Registry
 
 
 class Recipe:
@@ -194,26 +194,20 @@ class Recipe:
         pass
 
 
-_RECIPES: dict[str, str] = {}
+_RECIPES = Registry("recipe")
 
 
 def register_recipe(name: str, path: str) -> None:
     """Register recipe class ``"module:Class"`` under ``name`` (checkpoints refer to it)."""
-    if ":" not in path:
-        raise ValueError(f"recipe path must look like 'module:Class', got {path!r}")
-    _RECIPES[name] = path
+    _RECIPES.register(name, path)
 
 
 def recipe_names() -> list[str]:
-    return sorted(_RECIPES)
+    return _RECIPES.names()
 
 
 def recipe_class(name: str) -> type[Recipe]:
-    if name not in _RECIPES:
-        known = ", ".join(sorted(_RECIPES)) or "none"
-        raise ValueError(f"unknown recipe {name!r} (known: {known}); is the plugin up to date?")
-    module, attr = _RECIPES[name].split(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = _RECIPES.load(name)
     if not (isinstance(cls, type) and issubclass(cls, Recipe)):
         raise TypeError(f"registered recipe {name!r} is not a Recipe subclass")
     return cls
