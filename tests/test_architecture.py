@@ -157,3 +157,13 @@ def test_a_damaged_inference_block_is_refused_with_a_message(tmp_path):
     save_checkpoint(bad, {**payload, "inference": {**payload["inference"], "network": "gone"}})
     with pytest.raises(ValueError, match="no weights for its network 'gone'"):
         load_model_file(bad)
+
+
+@pytest.mark.parametrize("module", ["checks", "model", "modelfile", "metrics", "named"])
+def test_the_ground_floor_imports_no_upper_floor(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    upper = ("napari_nlcl.inference", "napari_nlcl.training", "napari_nlcl.nets", "napari_nlcl.classical",
+             "napari_nlcl.contrastive", "napari_nlcl._napari", "napari_nlcl.api", "napari_nlcl.cli")
+    assert not sorted(m for m in imported if m.startswith(upper))

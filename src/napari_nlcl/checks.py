@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_nlcl.inference.tiling import default_overlap
 from napari_nlcl.model import ModelInfo
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
@@ -118,47 +117,9 @@ def plane_hw(shape: tuple[int, ...], axis: int | None) -> tuple[int, int]:
     return spatial[-2], spatial[-1]
 
 
-def check_inputs(
-    image: Any, model: Any, *, channel_axis: Any, tile: int, overlap: int | None, batch_size: int
-) -> tuple[ModelInfo, int | None, int, int, int]:
-    """Every check :func:`predict` makes before computing anything.
-
-    Returns ``(info, channel_axis, tile, overlap, batch_size)`` with the axis
-    resolved and the default overlap filled in.  Widgets call it in the main
-    thread so bad input is reported before a worker starts.
-    """
-    info = check_model(model)
-    axis = validate_image(image, info, channel_axis)
-    tile, overlap, batch_size = check_tiling_args(
-        info, tile, overlap, batch_size, plane_hw(image.shape, axis)
-    )
-    return info, axis, tile, overlap, batch_size
-
-
 def check_finite_plane(plane: np.ndarray) -> None:
     if plane.dtype.kind == "f" and not np.isfinite(plane).all():
         raise ValueError("image contains NaN or infinite values; replace them first (e.g. np.nan_to_num)")
-
-
-def check_tiling_args(
-    info: ModelInfo, tile: int, overlap: int | None, batch_size: int,
-    plane_hw: tuple[int, int] | None = None,
-):
-    if not isinstance(tile, (int, np.integer)) or tile < 1:
-        raise ValueError(f"tile must be a positive integer (pixels), got {tile!r}")
-    if overlap is None:
-        overlap = default_overlap(info)
-    if not isinstance(overlap, (int, np.integer)) or overlap < 0:
-        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
-    needs_tiles = plane_hw is None or max(plane_hw) > tile
-    if tile <= overlap and needs_tiles:
-        raise ValueError(
-            f"tile ({tile} px) must be larger than the overlap ({overlap} px); "
-            f"{info.name} needs an overlap of {default_overlap(info)} px for seamless tiles"
-        )
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(tile), int(overlap), int(batch_size)
 
 
 def check_tensor_image(x: Any, name: str = "x", channels: int | None = None) -> None:

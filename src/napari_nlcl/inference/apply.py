@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_nlcl.checks import check_finite_plane, check_inputs, is_dask
+from napari_nlcl.checks import check_finite_plane, check_model, is_dask, plane_hw, validate_image
 from napari_nlcl.inference.devices import is_oom, select_device, shrink_tile_after_oom
 from napari_nlcl.inference.intensity import (
     from_model_channels,
@@ -36,6 +36,7 @@ from napari_nlcl.inference.intensity import (
     to_model_channels,
 )
 from napari_nlcl.inference.precision import resolve as resolve_precision
+from napari_nlcl.inference.tiling import check_tiling_args
 from napari_nlcl.model import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,22 @@ def _planes_per_image(info: ModelInfo, c: int) -> int:
 
 
 # --------------------------------------------------------------------------- numpy
+def check_inputs(
+    image: Any, model: Any, *, channel_axis: Any, tile: int, overlap: int | None, batch_size: int
+) -> tuple[ModelInfo, int | None, int, int, int]:
+    """Every check :func:`predict` makes before computing anything (:func:`plan_inference` runs it once).
+
+    Returns ``(info, channel_axis, tile, overlap, batch_size)`` with the axis
+    resolved and the default overlap filled in.
+    """
+    info = check_model(model)
+    axis = validate_image(image, info, channel_axis)
+    tile, overlap, batch_size = check_tiling_args(
+        info, tile, overlap, batch_size, plane_hw(image.shape, axis)
+    )
+    return info, axis, tile, overlap, batch_size
+
+
 def plan_inference(
     image: Any,
     model: Any,

@@ -185,3 +185,24 @@ def default_overlap(info: ModelInfo) -> int:
     """Overlap that makes tiling exact for ``info``: twice the halo plus slack."""
     m = info.size_multiple
     return -(-(2 * info.halo + 8) // m) * m
+
+
+def check_tiling_args(
+    info: ModelInfo, tile: int, overlap: int | None, batch_size: int,
+    plane_hw: tuple[int, int] | None = None,
+):
+    if not isinstance(tile, (int, np.integer)) or tile < 1:
+        raise ValueError(f"tile must be a positive integer (pixels), got {tile!r}")
+    if overlap is None:
+        overlap = default_overlap(info)
+    if not isinstance(overlap, (int, np.integer)) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative integer, got {overlap!r}")
+    needs_tiles = plane_hw is None or max(plane_hw) > tile
+    if tile <= overlap and needs_tiles:
+        raise ValueError(
+            f"tile ({tile} px) must be larger than the overlap ({overlap} px); "
+            f"{info.name} needs an overlap of {default_overlap(info)} px for seamless tiles"
+        )
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(tile), int(overlap), int(batch_size)
