@@ -12,6 +12,7 @@ only):
 * per-image Y-PSNR (images 14-20 carry little rain).
 
     python benchmarks/finetune_drift.py runs/trace_derain --steps 0 1000 3000
+    python benchmarks/finetune_drift.py runs/trace_light_default --pairs runs/data/light_rain --steps 0 250 3000
 """
 
 from __future__ import annotations
@@ -37,9 +38,16 @@ def main(argv=None) -> int:
     ap.add_argument("trace", type=Path)
     ap.add_argument("--steps", type=int, nargs="+", default=[0, 1000, 3000])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=Path, default=None,
+                    help="a folder of rain/inputN.png and norain/norainN.png (default: synthetic_val_sirr)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pairs = validation_set()
+    if args.pairs is not None:
+        from score_model import pair_folder
+
+        pairs = pair_folder(args.pairs)
+    else:
+        pairs = validation_set()
     print("| step | Y-PSNR | bias (/255) | Y-PSNR if unbiased | rain left | per image |\n|---|---|---|---|---|---|")
     for step in args.steps:
         net = load_recipe(args.trace / f"step_{step:05d}.pt")[0].inference_model().eval()

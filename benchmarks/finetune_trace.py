@@ -10,6 +10,9 @@ study (``benchmarks/monitor_study.py``) reads these.
     # derain: the 20 rainy inputs of synthetic_val_sirr are the user's data
     python benchmarks/finetune_trace.py derain --every 250 --out runs/trace_derain -- \\
         --from default --steps 3000
+    # derain, your own pairs (e.g. benchmarks/make_light_rain.py) as the user's data
+    python benchmarks/finetune_trace.py derain --pairs runs/data/light_rain --every 250 \\
+        --out runs/trace_light -- --from default --steps 3000
     # dehaze: the 24 hazy validation images of bench_dehaze.py (written once as PNG)
     python benchmarks/finetune_trace.py dehaze --every 250 --out runs/trace_dehaze -- \\
         --from default --steps 3000
@@ -32,11 +35,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def task_data(task: str, scratch: Path):
-    """(validation pairs, evaluate function, CLI data flags) of one task."""
+def task_data(task: str, scratch: Path, folder: Path | None = None):
+    """(validation pairs, evaluate function, CLI data flags) of one task; ``folder``: derain pairs
+    of ``rain/inputN.png`` and ``norain/norainN.png`` instead of synthetic_val_sirr."""
     if task == "derain":
         from bench_derain import VAL_DIR, evaluate, validation_set
 
+        if folder is not None:
+            from score_model import pair_folder
+
+            return pair_folder(folder), evaluate, ["--rainy", str(folder / "rain")]
         return validation_set(), evaluate, ["--rainy", str(VAL_DIR / "rain")]
     from bench_dehaze import evaluate, validation_set
 
@@ -60,14 +68,18 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pairs", type=Path, default=None,
+                    help="derain: a folder of rain/inputN.png and norain/norainN.png (default: synthetic_val_sirr)")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:cut])
     args.train_args = argv[cut + 1:]  # after --: the arguments of `napari-nlcl train TASK`
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    pairs, evaluate, data_flags = task_data(args.task, args.out.parent / "data")
+    pairs, evaluate, data_flags = task_data(args.task, args.out.parent / "data", args.pairs)
     ckpt = args.out / "run.pt"
+    # the user's frames of this run, for monitor_study.py: {"rainy": folder} or {"hazy": folder}
+    (args.out / "data.json").write_text(json.dumps({data_flags[0].lstrip("-"): data_flags[1]}))
     train_args = cli.build_parser().parse_args(
         ["train", args.task, *data_flags, "-o", str(ckpt), "--checkpoint-every", "0", *args.train_args])
     trainer = cli.train.build_trainer(train_args)

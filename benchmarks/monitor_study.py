@@ -37,7 +37,11 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
     truth = {r["step"]: r["psnr"] for r in rows}
     # the run's own settings (stored in its checkpoints) and the user's frames only
     recipe, _ = load_recipe(trace / f"step_{steps[0]:05d}.pt")
-    if recipe.task == "derain":
+    # a fine-tuning run starts from this model (an exported step file does not say so itself)
+    recipe.start_from({name: net.state_dict() for name, net in recipe.networks.items()})
+    if (trace / "data.json").is_file():  # written by finetune_trace.py
+        sources = json.loads((trace / "data.json").read_text())
+    elif recipe.task == "derain":
         from bench_derain import VAL_DIR
 
         sources = {"rainy": str(VAL_DIR / "rain")}

@@ -37,8 +37,7 @@ def main(argv=None) -> int:
     else:
         from bench_dehaze import evaluate, validation_set
     if args.pairs is not None and args.task == "derain":
-        n = len(list((args.pairs / "rain").glob("input*.png")))
-        pairs = _pairs(args.pairs, n)
+        pairs = pair_folder(args.pairs)
     else:
         pairs = validation_set()
     for path in args.models:
@@ -54,10 +53,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def _pairs(folder: Path, n: int):
+def pair_folder(folder: Path):
+    """[(name, clean, rainy)] of a folder of ``rain/inputN.png`` and ``norain/norainN.png``."""
     import numpy as np
 
     from napari_nlcl.io import read_file
+
+    n = len(list((folder / "rain").glob("input*.png")))
 
     def load(p):
         return np.asarray(read_file(p))[..., :3].astype(np.float32) / 255

@@ -471,6 +471,61 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
     assert "anchor" not in scratch.fit()[0].losses
 
 
+def test_highpass_transplants_drop_an_offset_and_keep_the_streaks():
+    """A background that is too dark everywhere makes ``O - B`` an offset: with
+    ``transplant_highpass`` that offset is not taught back as rain, and a thin streak still is."""
+    rainy = torch.full((1, 3, 48, 48), 0.5)
+    rainy[..., :, 20] = 0.9  # one vertical streak, one pixel wide
+    dark = torch.full_like(rainy, 0.4)  # the model's background: 0.1 too dark, streak removed
+    plain = tiny(transplant_from="current")
+    split = tiny(transplant_from="current", transplant_highpass=4.0)
+    found, hp = plain.found_rain(rainy, dark, None), split.found_rain(rainy, dark, None)
+    assert float(found[..., 5].mean()) == pytest.approx(0.1, abs=1e-6)  # the offset, as rain
+    assert float(hp[..., 5].abs().max()) < 1e-6  # gone with the high-pass
+    assert float(hp[..., 24:, 20].mean()) > 0.3  # the streak stays
+    with pytest.raises(ValueError, match="transplant_highpass"):
+        DerainConfig(transplant_highpass=-1)
+
+
+def test_a_smoothed_anchor_holds_brightness_and_leaves_fine_texture_free():
+    r, full = tiny(anchor_scale=4.0), tiny()
+    start = torch.full((1, 3, 48, 48), 0.5)
+    texture = start.clone()
+    texture[..., :, ::2] += 0.1  # fine detail that averages out: +-0.1 in alternate columns
+    texture[..., :, 1::2] -= 0.1
+    darker = start - 0.1
+    # both anchors hold the brightness; only the full one holds the fine detail
+    assert float(full.anchor_loss(texture, start)) == pytest.approx(0.1, abs=1e-6)
+    assert float(r.anchor_loss(texture, start)) < 0.01
+    assert float(r.anchor_loss(darker, start)) == pytest.approx(0.1, abs=1e-3)
+
+
+def test_the_ema_transplant_teacher_follows_the_model_slowly_and_resumes(tmp_path):
+    from napari_nlcl.training.data import RandomCrops
+
+    start = tiny(mode="synthetic")
+    perturb_heads(start)
+    ckpt = tmp_path / "start.pt"
+    Trainer(start, [], TrainConfig(steps=1, device="cpu")).save(ckpt)
+    frames = rainy_batch(4, 64).permute(0, 2, 3, 1).numpy()
+    settings = {"mode": "nlcl", "transplant_from": "ema", "transplant_decay": 0.9}
+    config = TrainConfig(steps=3, batch_size=2, crop=64, lr=1e-3, device="cpu", checkpoint_every=0)
+    t = Trainer.from_model(ckpt, RandomCrops({"rainy": frames}, crop=64, batch_size=2, seed=0), config,
+                           recipe_config=settings)
+    teacher, model = t.recipe.rain_teacher, t.recipe.gen_b
+    w0 = model.head.weight.detach().clone()
+    assert torch.equal(teacher.head.weight, w0)  # starts as the start model
+    t.fit()
+    moved_model = float((model.head.weight.detach() - w0).abs().mean())
+    moved_teacher = float((teacher.head.weight - w0).abs().mean())
+    assert 0 < moved_teacher < 0.5 * moved_model
+    t.save(tmp_path / "run.pt")
+    again = load_recipe(tmp_path / "run.pt", which="last")[0]
+    assert torch.equal(again.rain_teacher.head.weight, teacher.head.weight)
+    with pytest.raises(ValueError, match="transplant_decay"):
+        DerainConfig(transplant_decay=1.0)
+
+
 def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     """A grayscale stack (microscopy) fine-tunes the RGB derainer: grey is replicated to its
     channels, as at inference; a 2-channel stack is refused before training with a clear message."""

@@ -44,6 +44,7 @@ head is created before the optimiser and stepped with the generators.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from functools import cached_property
 from typing import Any
@@ -52,27 +53,20 @@ import torch
 import torch.nn.functional as F
 
 from napari_nlcl.contrastive.encoders import FeatureExtractor, ProjectionHeads
-from napari_nlcl.contrastive.losses import asymmetric_layer_contrast, lsgan_loss, patch_nce
-from napari_nlcl.contrastive.samplers import (
-    extract_patches,
-    nonlocal_positives,
-    patch_embeddings,
-    reverse_nonlocal,
-    sample_locations,
-    scale_coords,
-)
+from napari_nlcl.contrastive.losses import lsgan_loss
 from napari_nlcl.nets.derain import DEFAULT_WEIGHTS, DerainNet, preset
 from napari_nlcl.nets.discriminators import PatchDiscriminator
-from napari_nlcl.synth.banks import add_bank_rain, make_rain_bank
+from napari_nlcl.synth.banks import add_bank_rain, gaussian_blur, make_rain_bank
 from napari_nlcl.training import Recipe
 from napari_nlcl.training.derain_config import USER_SETTINGS, DerainConfig
+from napari_nlcl.training.derain_contrast import NonLocalContrast
 from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs
 
 #: photos bundled with scikit-image that stand in for clean images in NLCL mode when the user gives none
 FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")
 
 
-class DerainRecipe(Recipe):
+class DerainRecipe(NonLocalContrast, Recipe):
     name = "derain"
     task = "derain"
     version = 1
@@ -114,10 +108,10 @@ class DerainRecipe(Recipe):
                 dims = [c for _, c, _ in layers]
             self.layer_heads = self.add_network(
                 "layer_heads", ProjectionHeads(dims, out_dim=256, generator=self.generator))
-            self._nce_layers = self.gen_b_nce_layers()
+            self.nce_layers = self.gen_b_nce_layers()
             with torch.no_grad():
                 probe = torch.zeros(1, gcfg.in_channels, 64, 64, device=self.device)
-                chans = [f.shape[1] for f in FeatureExtractor(self.gen_b, self._nce_layers, detach=True)(probe)]
+                chans = [f.shape[1] for f in FeatureExtractor(self.gen_b, self.nce_layers, detach=True)(probe)]
             self.nce_heads = self.add_network(
                 "nce_heads", ProjectionHeads(chans, out_dim=256, generator=self.generator))
             g_params += list(self.layer_heads.parameters()) + list(self.nce_heads.parameters())
@@ -129,26 +123,30 @@ class DerainRecipe(Recipe):
         self.teacher = None
         self.has_teacher = False
         self.fine_tuning = False  # started from a trained model (start_from): the monitor needs one
+        self.rain_teacher = None
         if cfg.mode == "nlcl" and (cfg.anchor_weight or cfg.transplant_from == "start"):
-            import copy
-
             self.teacher = self.add_network("teacher", copy.deepcopy(self.gen_b))
             self.teacher.requires_grad_(False)
+        if cfg.mode == "nlcl" and cfg.transplant_from == "ema":
+            self.rain_teacher = self.add_network("rain_teacher", copy.deepcopy(self.gen_b))
+            self.rain_teacher.requires_grad_(False)
 
     def train(self, mode: bool = True) -> None:
         super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
+        for net in (self.teacher, self.rain_teacher):
+            if net is not None:
+                net.eval()
 
     def start_from(self, networks) -> None:
         """Initialise from a trained model (fine-tuning); the frozen teacher copies its background
         generator (not any teacher the file has: that was the start of an earlier run)."""
-        networks = {k: v for k, v in networks.items() if k != "teacher"}
+        networks = {k: v for k, v in networks.items() if k not in ("teacher", "rain_teacher")}
         super().start_from(networks)
         self.fine_tuning = True
-        if self.teacher is not None:
-            self.teacher.load_state_dict(self.gen_b.state_dict())
-            self.has_teacher = True
+        for net in (self.teacher, self.rain_teacher):
+            if net is not None:
+                net.load_state_dict(self.gen_b.state_dict())
+        self.has_teacher = self.teacher is not None
 
     def extra_state(self) -> dict[str, Any]:
         return {"has_teacher": self.has_teacher, "fine_tuning": self.fine_tuning}
@@ -158,14 +156,6 @@ class DerainRecipe(Recipe):
         self.fine_tuning = bool(state.get("fine_tuning", self.has_teacher))
 
     # ------------------------------------------------------------------ pieces
-    def gen_b_nce_layers(self) -> list[str]:
-        """Layers of the background generator used by the location contrast (PatchNCE)."""
-        if self.gen_b.config.arch == "resnet":
-            n = self.gen_b.config.blocks
-            return ["input", "stem", f"body.{n // 4}", f"body.{n // 2}"]
-        names = ["input", "stem", "enc.0"] + [f"down.{i}" for i in range(len(self.gen_b.down))]
-        return names
-
     @cached_property
     def rain_bank(self) -> torch.Tensor:
         bank, _ = make_rain_bank(self.config.rain_bank, self.config.rain_bank_size, self.config.bank_seed)
@@ -272,7 +262,7 @@ class DerainRecipe(Recipe):
             ("layer_nce", cfg.layer_weight, lambda: self.layer_contrast(bg, rain)),
             ("location_nce", cfg.location_weight, lambda: self.location_contrast(bg, rainy)),
             ("transplant", cfg.transplant_weight, lambda: self.transplant_loss(rainy, bg, start_bg, clean)),
-            ("anchor", cfg.anchor_weight if start_bg is not None else 0.0, lambda: F.l1_loss(bg, start_bg)),
+            ("anchor", cfg.anchor_weight if start_bg is not None else 0.0, lambda: self.anchor_loss(bg, start_bg)),
         )
         loss = bg.new_zeros(())
         for name, weight, term in terms:
@@ -285,8 +275,19 @@ class DerainRecipe(Recipe):
             loss = loss + cfg.sup_weight * sup
             losses.update(sup_losses)
         self.backward_step(loss, "gen")
+        if self.rain_teacher is not None:
+            self._update_rain_teacher()
         losses["total"] = loss.detach()
         return losses
+
+    @torch.no_grad()
+    def _update_rain_teacher(self) -> None:
+        """One step of the transplant teacher's average toward the model (``transplant_decay``)."""
+        keep = self.config.transplant_decay
+        for t, p in zip(self.rain_teacher.parameters(), self.gen_b.parameters()):
+            t.lerp_(p.detach(), 1.0 - keep)
+        for t, b in zip(self.rain_teacher.buffers(), self.gen_b.buffers()):
+            t.copy_(b)
 
     def _nlcl_clean(self, batch, rainy: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
         """The clean images of an NLCL step: the user's, the model's own backgrounds
@@ -302,93 +303,44 @@ class DerainRecipe(Recipe):
         b, _, h, w = rainy.shape
         return self._clean_crops(b, h, w)
 
+    def anchor_loss(self, bg: torch.Tensor, start_bg: torch.Tensor) -> torch.Tensor:
+        """L1 of the background to the frozen start's, both smoothed at ``anchor_scale`` px (when
+        set): brightness, colour and large structures stay near the start; fine changes that
+        average out over that scale (texture, noise) are left free.  A change of one sign, such as
+        a streak removed, still counts in full: L1 keeps its sum under the blur."""
+        s = self.config.anchor_scale
+        return F.l1_loss(_smooth(bg, s), _smooth(start_bg, s))
+
+    @torch.no_grad()
+    def found_rain(self, rainy: torch.Tensor, bg: torch.Tensor, start_bg: torch.Tensor | None) -> torch.Tensor:
+        """The rain layer transplants carry: ``O - B`` (at least 0) with ``B`` from the frozen
+        start model (``transplant_from="start"``, when there is one), a slow average of the
+        model (``"ema"``) or the model being trained, without its part smoother than
+        ``transplant_highpass`` px (when set)."""
+        cfg = self.config
+        if cfg.transplant_from == "start" and start_bg is not None:
+            source = start_bg
+        elif self.rain_teacher is not None:
+            source = self.rain_teacher(rainy).clamp(0.0, 1.0)
+        else:
+            source = bg.detach()
+        found = (rainy - source).clamp(min=0.0)
+        if cfg.transplant_highpass:
+            found = (found - _smooth(found, cfg.transplant_highpass)).clamp(min=0.0)
+        return found
+
     def transplant_loss(self, rainy: torch.Tensor, bg: torch.Tensor, start_bg: torch.Tensor | None,
                         clean: torch.Tensor) -> torch.Tensor:
-        """L1 on rain transplants: the rain the model finds in the user's images, added to clean
-        photos, gives pairs in the user's own rain style (streak shape, blur, veil) without any
-        ground truth.  The rain is found by the frozen start model (``transplant_from="start"``,
-        when there is one) or the model being trained."""
+        """L1 on rain transplants: the rain found in the user's images (:meth:`found_rain`), added
+        to clean photos, gives pairs in the user's own rain style (streak shape, blur, veil)
+        without any ground truth."""
         cfg = self.config
-        with torch.no_grad():
-            source = start_bg if (cfg.transplant_from == "start" and start_bg is not None) else bg.detach()
-            found = (rainy - source).clamp(min=0.0)
-            lo, hi = cfg.transplant_gain
-            if hi > lo or lo != 1.0:  # heavier copies of the user's rain: remove all of it
-                b = rainy.shape[0]
-                found = found * (lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=self.generator)).to(found)
+        found = self.found_rain(rainy, bg, start_bg)
+        lo, hi = cfg.transplant_gain
+        if hi > lo or lo != 1.0:  # heavier copies of the user's rain: remove all of it
+            b = rainy.shape[0]
+            found = found * (lo + (hi - lo) * torch.rand(b, 1, 1, 1, generator=self.generator)).to(found)
         return F.l1_loss(self.gen_b((clean + found).clamp(0.0, 1.0)), clean)
-
-    def layer_contrast(self, bg: torch.Tensor, rain: torch.Tensor) -> torch.Tensor:
-        """NLCL layer contrast with non-local self-similar positives (per batch element)."""
-        cfg = self.config
-        _, _, h, w = bg.shape
-        k = cfg.nl_patches
-        s_b = nonlocal_positives(bg.detach(), patch=cfg.patch, window=cfg.window, k=k,
-                                 num_negatives=0, generator=self.generator)
-        s_r = nonlocal_positives(rain.detach(), patch=cfg.patch, window=cfg.window, k=k,
-                                 num_negatives=0, centers=s_b.anchor)
-        coords_b = torch.cat([s_b.anchor[:, None], s_b.positives], 1)
-        coords_r = torch.cat([s_r.anchor[:, None], s_r.positives], 1)
-        layers = self.disc.contrast_layers()
-        tap = FeatureExtractor(self.disc, [n for n, _, _ in layers], stop_at_last=True)
-        try:
-            f_b, f_r = tap(bg), tap(rain)
-        finally:
-            tap.remove()
-        k_rain, tau_rain = (4, 0.05) if cfg.asymmetric else (8, 0.07)
-        total = bg.new_zeros(())
-        for (_, _, factor), fb, fr, head in zip(layers, f_b, f_r, self.layer_heads):
-            p = max(cfg.patch // factor, 1)
-            hw = tuple(fb.shape[-2:])
-            cb = scale_coords(coords_b, (h, w), hw, patch=p)
-            cr = scale_coords(coords_r, (h, w), hw, patch=p)
-            eb = head(self._patch_vectors(fb, cb, p))
-            er = head(self._patch_vectors(fr, cr, p))
-            total = total + asymmetric_layer_contrast(eb, er, k_bg=8, k_rain=k_rain, tau_bg=0.07,
-                                                      tau_rain=tau_rain)
-        return total / len(layers)
-
-    def _patch_vectors(self, feats: torch.Tensor, coords: torch.Tensor, p: int) -> torch.Tensor:
-        if self.config.patch_features == "flatten":
-            return extract_patches(feats, coords, p).flatten(2)  # (B, M, C * p * p)
-        return patch_embeddings(feats, coords, p)  # (B, M, C)
-
-    def location_contrast(self, bg: torch.Tensor, rainy: torch.Tensor) -> torch.Tensor:
-        """PatchNCE between background and input at the same locations (G_B's own layers)."""
-        cfg = self.config
-        names = self._nce_layers
-        tap_k = FeatureExtractor(self.gen_b, names, detach=True, stop_at_last=True)
-        tap_q = FeatureExtractor(self.gen_b, names, stop_at_last=True)
-        try:
-            f_k = tap_k(rainy)
-            f_q = tap_q(bg)
-        finally:
-            tap_k.remove()
-            tap_q.remove()
-        total = bg.new_zeros(())
-        for i, (fq, fk, head) in enumerate(zip(f_q, f_k, self.nce_heads)):
-            q, ids = sample_locations(fq, cfg.nce_patches, generator=self.generator)
-            k, _ = sample_locations(fk, ids=ids)
-            q, k = head(q), head(k)
-            if cfg.hard_negatives and i == 0:
-                total = total + self._hard_nce(q, k, fk, head, rainy)
-            else:
-                total = total + patch_nce(q, k)
-        return total / len(f_q)
-
-    def _hard_nce(self, q, k, fk, head, rainy, tau: float = 0.07) -> torch.Tensor:
-        """PatchNCE whose negatives also include the patches of ``O`` least similar to a random
-        anchor (reverse non-local, NLCL's hard negatives), on the input layer."""
-        cfg = self.config
-        rn = reverse_nonlocal(rainy, patch=cfg.patch, window=cfg.window, k=16, generator=self.generator)
-        hard = head(patch_embeddings(fk, rn.negatives, cfg.patch)).detach()  # (B, 16, D)
-        k = k.detach()
-        n = q.shape[1]
-        same = torch.bmm(q, k.transpose(1, 2)) / tau  # (B, n, n): diagonal = positives
-        extra = torch.bmm(q, hard.transpose(1, 2)) / tau  # (B, n, 16)
-        logits = torch.cat([same, extra], 2).flatten(0, 1)
-        target = torch.arange(n, device=q.device).repeat(q.shape[0])
-        return F.cross_entropy(logits, target)
 
     def inference_model(self) -> DerainNet:
         return self.gen_b
@@ -403,3 +355,11 @@ class DerainRecipe(Recipe):
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.config.mode, "net": asdict(self.gen_b.config)}
+
+
+def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x`` (B, C, H, W) blurred by a Gaussian of ``sigma`` px on each channel (``x`` if 0)."""
+    if not sigma:
+        return x
+    b, c, h, w = x.shape
+    return gaussian_blur(x.reshape(b * c, 1, h, w), sigma).reshape(b, c, h, w)

@@ -36,6 +36,16 @@ class DerainConfig:
     # with "start", anchors of 0.3 and 1 never fell below it (0.3 gained a little more)
     anchor_weight: float = 0.3
     transplant_from: str = "start"
+    # "ema": transplants from a slowly updated average of the model (this decay per step), a
+    # teacher that improves with the run but cannot follow one step's drift
+    transplant_decay: float = 0.999
+    # > 0: the anchor compares the backgrounds smoothed by a Gaussian of this sigma (px): it holds
+    # brightness, colour and large structures to the start, and leaves free the fine changes that
+    # average out over that scale (texture, noise, the rims of streaks)
+    anchor_scale: float = 0.0
+    # > 0: transplanted rain loses its part smoother than this sigma (px): an offset or veil the
+    # model wrongly finds (a darker background) is not taught back to it
+    transplant_highpass: float = 0.0
     # NLCL
     consistency_weight: float = 1.0
     sparsity_weight: float = 0.1
@@ -78,7 +88,8 @@ class DerainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
-                     "pseudo_clean", "downpour_sheets", "anchor_weight", "drizzle"):
+                     "pseudo_clean", "downpour_sheets", "anchor_weight", "drizzle", "anchor_scale",
+                     "transplant_highpass"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -86,8 +97,10 @@ class DerainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.transplant_from not in ("current", "start"):
-            raise ValueError(f"transplant_from must be 'current' or 'start', got {self.transplant_from!r}")
+        if self.transplant_from not in ("current", "start", "ema"):
+            raise ValueError(f"transplant_from must be 'current', 'start' or 'ema', got {self.transplant_from!r}")
+        if not 0.0 <= self.transplant_decay < 1.0:
+            raise ValueError(f"transplant_decay must be in [0, 1), got {self.transplant_decay!r}")
         if self.patch_features not in ("flatten", "mean"):
             raise ValueError(f"patch_features must be 'flatten' or 'mean', got {self.patch_features!r}")
         if self.window <= self.patch:
