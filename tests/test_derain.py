@@ -471,18 +471,21 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
     assert "anchor" not in scratch.fit()[0].losses
 
 
-def test_highpass_transplants_drop_an_offset_and_keep_the_streaks():
-    """A background that is too dark everywhere makes ``O - B`` an offset: with
-    ``transplant_highpass`` that offset is not taught back as rain, and a thin streak still is."""
-    rainy = torch.full((1, 3, 48, 48), 0.5)
-    rainy[..., :, 20] = 0.9  # one vertical streak, one pixel wide
-    dark = torch.full_like(rainy, 0.4)  # the model's background: 0.1 too dark, streak removed
+def test_highpass_transplants_drop_a_dark_patch_and_keep_streaks_and_veils():
+    """A background darkened in one region (the sky beside a bright cloud) makes ``O - B`` a
+    smooth patch: with ``transplant_highpass`` that patch is not taught back as rain, while a
+    thin streak and a veil over the whole crop still are."""
+    rainy = torch.full((1, 3, 64, 64), 0.5)
+    rainy[..., :, 40] = 0.9  # one vertical streak, one pixel wide
+    bg = torch.full_like(rainy, 0.45)  # a uniform veil of 0.05 removed everywhere, streak too
+    bg[..., :24, :24] = 0.3  # and a dark patch in a corner
     plain = tiny(transplant_from="current")
     split = tiny(transplant_from="current", transplant_highpass=4.0)
-    found, hp = plain.found_rain(rainy, dark, None), split.found_rain(rainy, dark, None)
-    assert float(found[..., 5].mean()) == pytest.approx(0.1, abs=1e-6)  # the offset, as rain
-    assert float(hp[..., 5].abs().max()) < 1e-6  # gone with the high-pass
-    assert float(hp[..., 24:, 20].mean()) > 0.3  # the streak stays
+    found, hp = plain.found_rain(rainy, bg, None), split.found_rain(rainy, bg, None)
+    assert float(found[..., 4:12, 4:12].mean()) == pytest.approx(0.2, abs=1e-6)  # patch, as rain
+    assert float(hp[..., 4:12, 4:12].mean()) < 0.07  # mostly gone with the high-pass
+    assert float(hp[..., 50:60, 4:20].mean()) == pytest.approx(0.05, abs=0.01)  # the veil stays
+    assert float(hp[..., 32:, 40].mean()) > 0.3  # the streak stays
     with pytest.raises(ValueError, match="transplant_highpass"):
         DerainConfig(transplant_highpass=-1)
 
@@ -545,6 +548,36 @@ def test_fine_tuning_on_grey_frames_trains_and_scores(tmp_path):
     data = RandomCrops({"rainy": ImageSource(two, rgb=True)}, crop=64)
     with pytest.raises(ValueError, match="2 channels but the derain network takes 3"):
         Trainer.from_model(ckpt, data, TrainConfig(steps=1, device="cpu"), recipe_config={"mode": "nlcl"})
+
+
+def test_derain_monitor_pairs_are_the_users_scenes_carrying_the_users_rain():
+    """The proxy pairs are the start's backgrounds of crops of the user's frames plus the rain
+    the start finds in another crop: the start itself scores near perfectly, a model that
+    leaves the rain or darkens the scene loses PSNR."""
+    from types import SimpleNamespace
+
+    from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.monitor import derain_proxy_pairs
+
+    class Start(torch.nn.Module):  # finds 0.1 of "rain" everywhere
+        info = SimpleNamespace(size_multiple=1, in_channels=3)
+
+        def __init__(self, shift=0.1):
+            super().__init__()
+            self.shift = shift
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return x - self.shift
+
+    frames = np.random.default_rng(0).uniform(0.3, 0.7, (3, 64, 80, 3)).astype(np.float32)
+    source = RandomCrops({"rainy": frames}, crop=32).sources["rainy"]
+    pairs = derain_proxy_pairs(Start(), source, pairs=4, size=48)
+    assert pairs.inputs.shape == (4, 3, 48, 48)
+    torch.testing.assert_close(pairs.inputs - pairs.targets, torch.full_like(pairs.inputs, 0.1))
+    assert float(pairs.targets.min()) >= 0.2 - 1e-6 and float(pairs.targets.max()) <= 0.6 + 1e-6
+    start, leaves_rain, darker = (pairs.score(Start(s)) for s in (0.1, 0.0, 0.2))
+    assert start > 60 and leaves_rain == pytest.approx(20.0, abs=0.01) and darker == pytest.approx(20.0, abs=0.01)
 
 
 def test_the_monitor_needs_a_trained_start():

@@ -326,7 +326,11 @@ class DerainRecipe(NonLocalContrast, Recipe):
             source = bg.detach()
         found = (rainy - source).clamp(min=0.0)
         if cfg.transplant_highpass:
-            found = (found - _smooth(found, cfg.transplant_highpass)).clamp(min=0.0)
+            # the smooth part's variation over the crop goes (a dark patch the model wrongly
+            # found); its level over the whole crop, a uniform veil, stays
+            smooth = _smooth(found, cfg.transplant_highpass)
+            floor = smooth.flatten(2).amin(2)[..., None, None]
+            found = (found - (smooth - floor)).clamp(min=0.0)
         return found
 
     def transplant_loss(self, rainy: torch.Tensor, bg: torch.Tensor, start_bg: torch.Tensor | None,
