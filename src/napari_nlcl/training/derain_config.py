@@ -43,8 +43,10 @@ class DerainConfig:
     # brightness, colour and large structures to the start, and leaves free the fine changes that
     # average out over that scale (texture, noise, the rims of streaks)
     anchor_scale: float = 0.0
-    # > 0: transplanted rain loses its part smoother than this sigma (px): an offset or veil the
-    # model wrongly finds (a darker background) is not taught back to it
+    # > 0: transplanted rain loses the variation over the crop of its part smoother than this
+    # sigma (px): a dark patch the model wrongly finds (beside a bright cloud) is not taught back
+    # to it; a uniform veil stays.  +0.5-0.8 dB on light rain, -0.2-0.4 dB on veiled heavy rain
+    # (docs/finetuning.md), so off by default
     transplant_highpass: float = 0.0
     # NLCL
     consistency_weight: float = 1.0
