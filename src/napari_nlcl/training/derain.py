@@ -61,6 +61,7 @@ from napari_nlcl.training import Recipe
 from napari_nlcl.training.derain_config import USER_SETTINGS, DerainConfig
 from napari_nlcl.training.derain_contrast import NonLocalContrast
 from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs
+from napari_nlcl.training.weights import update_average
 
 #: photos bundled with scikit-image that stand in for clean images in NLCL mode when the user gives none
 FALLBACK_CLEAN = ("astronaut", "chelsea", "coffee", "rocket", "camera", "grass", "gravel", "brick", "clock")
@@ -275,19 +276,11 @@ class DerainRecipe(NonLocalContrast, Recipe):
             loss = loss + cfg.sup_weight * sup
             losses.update(sup_losses)
         self.backward_step(loss, "gen")
-        if self.rain_teacher is not None:
-            self._update_rain_teacher()
+        if self.rain_teacher is not None:  # the transplant teacher's average moves toward the model
+            update_average({"gen_b": self.rain_teacher.state_dict()}, {"gen_b": self.gen_b},
+                           self.config.transplant_decay, 0, warmup=False)
         losses["total"] = loss.detach()
         return losses
-
-    @torch.no_grad()
-    def _update_rain_teacher(self) -> None:
-        """One step of the transplant teacher's average toward the model (``transplant_decay``)."""
-        keep = self.config.transplant_decay
-        for t, p in zip(self.rain_teacher.parameters(), self.gen_b.parameters()):
-            t.lerp_(p.detach(), 1.0 - keep)
-        for t, b in zip(self.rain_teacher.buffers(), self.gen_b.buffers()):
-            t.copy_(b)
 
     def _nlcl_clean(self, batch, rainy: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
         """The clean images of an NLCL step: the user's, the model's own backgrounds
@@ -315,8 +308,8 @@ class DerainRecipe(NonLocalContrast, Recipe):
     def found_rain(self, rainy: torch.Tensor, bg: torch.Tensor, start_bg: torch.Tensor | None) -> torch.Tensor:
         """The rain layer transplants carry: ``O - B`` (at least 0) with ``B`` from the frozen
         start model (``transplant_from="start"``, when there is one), a slow average of the
-        model (``"ema"``) or the model being trained, without its part smoother than
-        ``transplant_highpass`` px (when set)."""
+        model (``"ema"``) or the model being trained; with ``transplant_highpass`` (px), less
+        the variation over the crop of its smooth part."""
         cfg = self.config
         if cfg.transplant_from == "start" and start_bg is not None:
             source = start_bg

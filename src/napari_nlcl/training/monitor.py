@@ -225,18 +225,15 @@ def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: in
             b = net(o).clamp(0.0, 1.0)
             backgrounds.append(b.cpu()[0])
             rains.append((o - b).clamp(min=0.0).cpu()[0])
-    h = min(t.shape[-2] for t in backgrounds)
-    w = min(t.shape[-1] for t in backgrounds)
     n = len(backgrounds)
     inputs, targets = [], []
     for k in range(n):
-        clean = backgrounds[k][..., :h, :w]
-        rain = rains[(k + 1) % n][..., :h, :w] * float(gains[k % len(gains)])
-        inputs.append((clean + rain).clamp(0.0, 1.0))
-        targets.append(clean)
-    return ProxyPairs(torch.stack(inputs), torch.stack(targets),
-                      description=f"{n} crops of the user's frames as the start model cleans them, each "
-                      "carrying the rain the start finds in another crop")
+        clean, rain = backgrounds[k], rains[(k + 1) % n] * float(gains[k % len(gains)])
+        h, w = min(clean.shape[-2], rain.shape[-2]), min(clean.shape[-1], rain.shape[-1])
+        inputs.append((clean[..., :h, :w] + rain[..., :h, :w]).clamp(0.0, 1.0))
+        targets.append(clean[..., :h, :w])
+    return _pairs_of_one_size(inputs, targets, f"{n} crops of the user's frames as the start model "
+                              "cleans them, each carrying the rain the start finds in another crop")
 
 
 @torch.no_grad()

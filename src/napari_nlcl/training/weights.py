@@ -34,13 +34,15 @@ def holding(networks: Mapping[str, nn.Module],
 
 @torch.no_grad()
 def update_average(average: Mapping[str, dict[str, torch.Tensor]], networks: Mapping[str, nn.Module],
-                   decay: float, updates: int) -> None:
+                   decay: float, updates: int, *, warmup: bool = True) -> None:
     """One step of an exponential moving average of ``networks``' weights (floating tensors; others copied).
 
-    The decay warms up as ``(1 + n) / (10 + n)`` over the first ``updates`` steps, so
-    that early weights do not dominate.
+    With ``warmup`` the decay warms up as ``(1 + n) / (10 + n)`` over the first
+    ``updates`` steps, so that early weights do not dominate; without it the average
+    (one that starts as a trained model) moves by ``1 - decay`` from the first step.
     """
-    decay = min(decay, (1 + updates) / (10 + updates))
+    if warmup:
+        decay = min(decay, (1 + updates) / (10 + updates))
     for name, net in networks.items():
         avg = average[name]
         for k, v in net.state_dict().items():
