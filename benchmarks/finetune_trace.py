@@ -36,8 +36,9 @@ sys.path.insert(0, str(HERE))
 
 
 def task_data(task: str, scratch: Path, folder: Path | None = None):
-    """(validation pairs, evaluate function, CLI data flags) of one task; ``folder``: derain pairs
-    of ``rain/inputN.png`` and ``norain/norainN.png`` instead of synthetic_val_sirr."""
+    """(validation pairs, evaluate function, CLI data flags) of one task; ``folder``: pairs of
+    ``rain/inputN.png`` and ``norain/norainN.png`` (derain) or ``hazy/N.png`` and ``clear/N.png``
+    (dehaze) instead of the task's validation set (``score_model.pair_folder``)."""
     if task == "derain":
         from bench_derain import VAL_DIR, evaluate, validation_set
 
@@ -49,6 +50,11 @@ def task_data(task: str, scratch: Path, folder: Path | None = None):
     from bench_dehaze import evaluate, validation_set
 
     from napari_nlcl.io import write_image
+
+    if folder is not None:
+        from score_model import pair_folder
+
+        return pair_folder(folder), evaluate, ["--hazy", str(folder / "hazy")]
 
     pairs = validation_set()
     folder = scratch / "dehaze_val_hazy"
@@ -69,7 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=Path, default=None,
-                    help="derain: a folder of rain/inputN.png and norain/norainN.png (default: synthetic_val_sirr)")
+                    help="the user's frames and their truth: rain/ + norain/ (derain) or hazy/ + clear/ (dehaze)")
     argv = list(sys.argv[1:] if argv is None else argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:cut])

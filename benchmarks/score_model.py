@@ -29,14 +29,15 @@ def main(argv=None) -> int:
     ap.add_argument("--last", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=Path, default=None,
-                    help="derain: a folder of rain/inputN.png and norain/norainN.png (default: synthetic_val_sirr)")
+                    help="a folder of rain/inputN.png and norain/norainN.png (derain; default: synthetic_val_sirr) "
+                         "or of hazy/N.png and clear/N.png (dehaze; default: bench_dehaze.py's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.task == "derain":
         from bench_derain import evaluate, validation_set
     else:
         from bench_dehaze import evaluate, validation_set
-    if args.pairs is not None and args.task == "derain":
+    if args.pairs is not None:
         pairs = pair_folder(args.pairs)
     else:
         pairs = validation_set()
@@ -54,16 +55,20 @@ def main(argv=None) -> int:
 
 
 def pair_folder(folder: Path):
-    """[(name, clean, rainy)] of a folder of ``rain/inputN.png`` and ``norain/norainN.png``."""
+    """[(name, clean, degraded)] of a folder of ``rain/inputN.png`` and ``norain/norainN.png``
+    (``make_light_rain.py``) or of ``hazy/N.png`` and ``clear/N.png`` (``make_other_haze.py``)."""
     import numpy as np
 
     from napari_nlcl.io import read_file
 
-    n = len(list((folder / "rain").glob("input*.png")))
-
     def load(p):
         return np.asarray(read_file(p))[..., :3].astype(np.float32) / 255
 
+    if (folder / "hazy").is_dir():
+        n = len(list((folder / "hazy").glob("*.png")))
+        return [(f"{i}", load(folder / "clear" / f"{i}.png"), load(folder / "hazy" / f"{i}.png"))
+                for i in range(1, n + 1)]
+    n = len(list((folder / "rain").glob("input*.png")))
     return [(f"input{i}", load(folder / "norain" / f"norain{i}.png"), load(folder / "rain" / f"input{i}.png"))
             for i in range(1, n + 1)]
 

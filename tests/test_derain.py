@@ -590,3 +590,17 @@ def test_the_monitor_needs_a_trained_start():
                                  TrainConfig(steps=1, device="cpu", monitor_every=1),
                                  recipe_config={**TINY, "mode": "nlcl"})
     assert [e.kind for e in t.fit_iter()].count("monitor") == 0 and t.best is None
+
+
+def test_fine_tuning_the_shipped_default_learns_the_users_rain_without_the_synthetic_term():
+    """Fine-tuning from the shipped model has no synthetic-rain term (it pulled the model back to
+    the rain it was trained on: docs/finetuning.md) and mostly clean photos as its clean images."""
+    from napari_nlcl import finetune
+
+    rainy = rainy_batch(1, 64)[0].permute(1, 2, 0).numpy()
+    trainer = finetune("derain", {"rainy": rainy}, steps=2, crop=64)
+    cfg = trainer.recipe.config
+    assert cfg.mode == "nlcl" and cfg.sup_weight == 0 and 0 < cfg.pseudo_clean <= 0.25
+    losses = [e.losses for e in trainer.fit() if e.kind == "step"]
+    assert len(losses) == 2 and all("l1" not in s and "l1_rain" not in s for s in losses)
+    assert all({"transplant", "anchor", "layer_nce", "gan"} <= set(s) for s in losses)
