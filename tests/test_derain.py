@@ -257,6 +257,25 @@ def test_pseudo_clean_uses_the_models_own_backgrounds_instead_of_the_bundled_pho
         DerainConfig(pseudo_clean=2.0)
 
 
+def test_grey_makes_that_share_of_the_synthetic_clean_crops_grey(monkeypatch):
+    seen = []
+    real = DerainRecipe.synthesize
+    monkeypatch.setattr(DerainRecipe, "synthesize", lambda self, c, **kw: seen.append(c.clone()) or real(self, c, **kw))
+    clean = torch.rand(8, 3, 48, 48)
+    tiny("synthetic", grey=1.0).training_step({"clean": clean}, 0)
+    tiny("synthetic", grey=0.5, seed=3).training_step({"clean": clean}, 0)
+    tiny("synthetic").training_step({"clean": clean}, 0)
+    all_grey, half, colour = seen
+    assert torch.allclose(all_grey[:, 0], all_grey[:, 1]) and torch.allclose(all_grey[:, 1], all_grey[:, 2])
+    luma = 0.299 * clean[:, 0] + 0.587 * clean[:, 1] + 0.114 * clean[:, 2]
+    assert torch.allclose(all_grey[:, 0], luma, atol=1e-6)  # brightness kept
+    grey_rows = [bool(torch.equal(h[0], h[1]) and torch.equal(h[1], h[2])) for h in half]
+    assert 0 < sum(grey_rows) < 8 and all(torch.equal(half[i], clean[i]) for i in range(8) if not grey_rows[i])
+    assert torch.equal(colour, clean)
+    with pytest.raises(ValueError, match="grey is a probability"):
+        DerainConfig(grey=1.5)
+
+
 def test_checkpoint_round_trip_is_identical(tmp_path):
     r = tiny()
     trainer = Trainer(r, [{"rainy": rainy_batch(1, 48)}] * 3, TrainConfig(steps=3, crop=48),

@@ -203,6 +203,10 @@ class DerainRecipe(NonLocalContrast, Recipe):
 
     def _supervised(self, clean: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cfg = self.config
+        if cfg.grey and clean.shape[1] == 3:
+            pick = torch.rand(clean.shape[0], 1, 1, 1, generator=self.generator).to(clean) < cfg.grey
+            luma = (clean * clean.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            clean = torch.where(pick, luma.expand_as(clean), clean)
         rainy, veil = self.synthesize(clean, return_veil=True)
         bg, found = self.gen_b.split(rainy)
         l1 = F.l1_loss(bg, clean)

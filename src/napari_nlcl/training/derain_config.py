@@ -79,6 +79,9 @@ class DerainConfig:
     # probability of light rain instead: two or three layers of thin (0.4-1.2 px), short
     # (4-24 px), dense streaks (drizzle_params) at different defocus (depths), opacity 0.15-0.5
     drizzle: float = 0.0
+    # probability that a clean crop of the synthetic term is made grey (its luma on every
+    # channel) before the rain: grey frames (microscopy, night cameras) are in the training range
+    grey: float = 0.0
     # squared error of a veil branch (net={"veil": True}) to the synthetic veil: its mean, not
     # its median (L1's choice, which is "no veil" while half of the crops have none)
     veil_weight: float = 10.0
@@ -91,7 +94,7 @@ class DerainConfig:
         for name in ("sup_weight", "rain_weight", "transplant_weight", "consistency_weight", "sparsity_weight", "gan_weight",
                      "layer_weight", "location_weight", "veil", "veil_max", "blur", "additive", "veil_ref", "veil_weight", "downpour",
                      "pseudo_clean", "downpour_sheets", "anchor_weight", "drizzle", "anchor_scale",
-                     "transplant_highpass"):
+                     "transplant_highpass", "grey"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -115,7 +118,7 @@ class DerainConfig:
         self.transplant_gain = tuple(float(v) for v in self.transplant_gain)
         if len(self.transplant_gain) != 2 or not 0 < self.transplant_gain[0] <= self.transplant_gain[1] <= 4:
             raise ValueError(f"transplant_gain must be (low, high) with 0 < low <= high <= 4, got {self.transplant_gain}")
-        for name in ("downpour", "pseudo_clean", "downpour_sheets", "drizzle"):
+        for name in ("downpour", "pseudo_clean", "downpour_sheets", "drizzle", "grey"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if len(self.downpour_veil) != 2 or not 0 <= self.downpour_veil[0] <= self.downpour_veil[1] <= 1:
