@@ -43,7 +43,7 @@ def other_rain(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         k = np.zeros((length, length))
         c = (length - 1) / 2
         dy, dx = np.cos(angle) * c, np.sin(angle) * c
-        rr, cc = line(int(round(c - dy)), int(round(c - dx)), int(round(c + dy)), int(round(c + dx)))
+        rr, cc = line(round(c - dy), round(c - dx), round(c + dy), round(c + dx))
         k[rr, cc] = 1.0
         streaks = ndimage.convolve(ndimage.gaussian_filter(seeds, 0.6), k / k.sum() * 6.0, mode="wrap")
         rain += np.clip(streaks, 0, 1) * rng.uniform(0.5, 0.9)

@@ -6,7 +6,8 @@ an object standing on a ground plane, at the depth of its lowest pixel (nearer t
 frame = nearer the camera), so depth jumps at object edges as real depth does; bright, flat
 segments touching the top of the frame are sky, at the far depth.  ``beta`` is 0.8-2.0 on
 depths in [0, 1], under a grey airlight of 0.75-0.95 with a slight tint: most of a frame is
-far, so the haze is dense (input 11.6 dB on Kodak, the shipped dehazer only 0.7 dB above DCP).  Writes ``hazy/N.png`` and ``clear/N.png``.
+far, so the haze is dense (input 11.6 dB on Kodak, the shipped dehazer only 0.7 dB above DCP).
+Writes ``hazy/N.png`` and ``clear/N.png``.
 
     python benchmarks/make_other_haze.py runs/data/other_haze_kodak ../shared/data/clean/kodak
 """

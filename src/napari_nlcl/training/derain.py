@@ -60,7 +60,7 @@ from napari_nlcl.synth.banks import add_bank_rain, gaussian_blur, make_rain_bank
 from napari_nlcl.training import Recipe
 from napari_nlcl.training.derain_config import USER_SETTINGS, DerainConfig
 from napari_nlcl.training.derain_contrast import NonLocalContrast
-from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs
+from napari_nlcl.training.monitor import bundled_photos, derain_proxy_pairs, luma
 from napari_nlcl.training.weights import update_average
 
 #: photos bundled with scikit-image that stand in for clean images in NLCL mode when the user gives none
@@ -205,8 +205,7 @@ class DerainRecipe(NonLocalContrast, Recipe):
         cfg = self.config
         if cfg.grey and clean.shape[1] == 3:
             pick = torch.rand(clean.shape[0], 1, 1, 1, generator=self.generator).to(clean) < cfg.grey
-            luma = (clean * clean.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-            clean = torch.where(pick, luma.expand_as(clean), clean)
+            clean = torch.where(pick, luma(clean).expand_as(clean), clean)
         rainy, veil = self.synthesize(clean, return_veil=True)
         bg, found = self.gen_b.split(rainy)
         l1 = F.l1_loss(bg, clean)

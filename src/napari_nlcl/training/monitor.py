@@ -175,11 +175,16 @@ def photo_crops(count: int, size: tuple[int, int], channels: int, rng: np.random
         x = int(rng.integers(0, pw - w + 1))
         c = torch.from_numpy(np.ascontiguousarray(im[y:y + h, x:x + w])).permute(2, 0, 1)
         if channels == 1:
-            c = (c * torch.tensor([0.299, 0.587, 0.114])[:, None, None]).sum(0, keepdim=True)
+            c = luma(c)
         elif channels != 3:
             c = c.mean(0, keepdim=True).expand(channels, h, w).clone()
         crops.append(c)
     return crops
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of RGB tensors ``(..., 3, H, W)``, as ``(..., 1, H, W)``."""
+    return (rgb * rgb.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(-3, keepdim=True)
 
 
 # ----------------------------------------------------------------------------- proxy pairs of the recipes
