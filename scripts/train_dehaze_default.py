@@ -8,6 +8,8 @@ synthesised on every crop (``DehazeConfig(mode="synthetic")``).
     python scripts/train_dehaze_default.py --resume runs/dehaze.pt --steps 6000  # after a stop
     python scripts/train_dehaze_default.py --airlight-stage runs/dehaze.pt --steps 3000  # stage 2
     python scripts/train_dehaze_default.py --export runs/dehaze.pt          # -> package weights
+    python scripts/train_dehaze_default.py --from default --steps 6000 --lr 2e-4 \
+        --recipe-json '{"scene_depth": 0.5}' -o runs/dehaze_scene.pt       # continue a model
 
 Stage 2 (``--airlight-stage``) trains only the airlight branch of a physics-output
 model, on thumbnails of whole photos hazed as whole photos (the view it gets at
@@ -146,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clean", type=Path, default=CLEAN)
     ap.add_argument("--resume", type=Path)
+    ap.add_argument("--from", dest="start", help="a new run starting from this model ('default': the shipped one)")
     ap.add_argument("--export", type=Path, help="copy the weights of this checkpoint into the package")
     ap.add_argument("--t-min", type=float, default=DEHAZE_T_MIN,
                     help="transmission floor stored in the exported model (default: %(default)s)")
@@ -171,11 +174,13 @@ def main(argv=None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr,
                              seed=args.seed, schedule="cosine", decay_start=0.2, checkpoint_every=250)
-        trainer = Trainer.from_recipe_name(
-            "dehaze", crops, config, recipe_config={"mode": "synthetic", "cr_weight": args.cr_weight,
-                                              **json.loads(args.recipe_json)},
-            checkpoint=out, metadata={"command": " ".join(sys.argv)},
-        )
+        recipe_config = {"mode": "synthetic", "cr_weight": args.cr_weight, **json.loads(args.recipe_json)}
+        kwargs = {"recipe_config": recipe_config, "checkpoint": out, "metadata": {"command": " ".join(sys.argv)}}
+        if args.start:
+            start = DEFAULT_WEIGHTS if args.start == "default" else Path(args.start)
+            trainer = Trainer.from_model(start, crops, config, **kwargs)
+        else:
+            trainer = Trainer.from_recipe_name("dehaze", crops, config, **kwargs)
     run_logged(trainer)
     return 0
 

@@ -485,6 +485,7 @@ def test_public_api():
         "random_depth",
         "random_haze_params",
         "random_rain_params",
+        "scene_depth",
         "to_float01",
     }
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 # single module this package replaced) but, as there, not in ``__all__``
 from .convert import RNGLike, to_float01  # noqa: F401
 from .film import FILM_CURVE, FILM_LIFT, FILM_MATRIX, FILM_SHARPEN, film_look  # noqa: F401
-from .haze import add_haze, random_depth, random_haze_params
+from .haze import add_haze, random_depth, random_haze_params, scene_depth
 from .rain import add_rain, random_rain_params
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "add_rain",
     "random_depth",
     "random_haze_params",
+    "scene_depth",
     "random_rain_params",
     "to_float01",
 ]

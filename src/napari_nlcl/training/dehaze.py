@@ -76,12 +76,15 @@ class DehazeConfig:
     # synthetic haze
     beta_range: tuple = (0.5, 2.5)
     airlight_range: tuple = (0.7, 1.0)
+    scene_depth: float = 0.0  # share of crops hazed over scene-like depth (synth.scene_depth)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
+        if not 0.0 <= float(self.scene_depth) <= 1.0:
+            raise ValueError(f"scene_depth must be a share in [0, 1], got {self.scene_depth!r}")
         if int(self.airlight_repeats) < 1:
             raise ValueError(f"airlight_repeats must be >= 1, got {self.airlight_repeats}")
         for name in ("cr_weight", "anchor_weight", "dark_weight", "tv_weight", "t_weight", "airlight_weight",
@@ -98,10 +101,14 @@ SOURCES = {"synthetic": ("clear",), "paired": ("hazy", "clear"), "unsupervised":
 
 
 def synthesize_haze(clear: torch.Tensor, generator: torch.Generator, *,
-                    beta_range=(0.5, 2.5), airlight_range=(0.7, 1.0), return_parts: bool = False):
+                    beta_range=(0.5, 2.5), airlight_range=(0.7, 1.0), scene: float = 0.0,
+                    return_parts: bool = False):
     """Hazy versions of a batch of clear crops ``(B, C, H, W)`` in [0, 1] (seeded by ``generator``).
 
-    With ``return_parts`` also the transmission ``(B, 1, H, W)`` and airlight ``(B, C)``.
+    ``scene``: the share of crops whose depth is laid out as a scene (``synth.scene_depth``:
+    objects on a ground plane, sky far, depth edges on image edges) instead of a ramp and a
+    smooth field.  With ``return_parts`` also the transmission ``(B, 1, H, W)`` and airlight
+    ``(B, C)``.
     """
     b, c, h, w = clear.shape
     dev = clear.device
@@ -131,6 +138,15 @@ def synthesize_haze(clear: torch.Tensor, generator: torch.Generator, *,
     field_ = u(0.0, 1.0, b, 1, 1, 1) * (1 - span) + span * (field_ - lo) / (hi - lo + 1e-6)
     ramp = u(0.4, 0.9, b, 1, 1, 1)
     depth = ramp * vertical + (1 - ramp) * field_
+    if scene > 0:
+        from napari_nlcl.synth import scene_depth
+
+        pick = torch.rand(b, generator=generator) < scene
+        seeds = torch.randint(0, 2**31 - 1, (b,), generator=generator)
+        for i in torch.nonzero(pick).flatten().tolist():
+            img = clear[i].detach().float().mean(0).cpu().numpy()
+            d = scene_depth(img, rng=int(seeds[i]), rows=rows[i, 0, :, 0].cpu().numpy())
+            depth[i, 0] = torch.from_numpy(d).to(depth)
     t = torch.exp(-beta * depth)
     hazy = (clear * t + airlight * (1 - t)).clamp(0.0, 1.0)
     if return_parts:
@@ -239,7 +255,8 @@ class DehazeRecipe(Recipe):
         if cfg.mode == "synthetic":
             clear = batch["clear"]
             hazy, t_true, a_true = synthesize_haze(clear, self.generator, beta_range=cfg.beta_range,
-                                                   airlight_range=cfg.airlight_range, return_parts=True)
+                                                   airlight_range=cfg.airlight_range, scene=cfg.scene_depth,
+                                                   return_parts=True)
         elif cfg.mode == "paired":
             clear, hazy = batch["clear"], batch["hazy"]
         else:
