@@ -7,6 +7,8 @@ generator: ``synth.random_haze_params(1000 + i)`` and
 
     python benchmarks/bench_dehaze.py                      # input, DCP, default model
     python benchmarks/bench_dehaze.py --model runs/x.pt    # add any model file (repeatable)
+    python benchmarks/bench_dehaze.py --beta-scale 1.6     # the denser variant: every beta x 1.6
+    python benchmarks/bench_dehaze.py --pairs DIR          # hazy/N.png + clear/N.png instead
     python benchmarks/bench_dehaze.py --speed              # 1024x1024 timings, params, GFLOP/MP
     python benchmarks/bench_dehaze.py --memory             # peak memory growth, 1024 and 2048 px
 
@@ -25,8 +27,8 @@ import torch
 VAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "clean" / "kodak"
 
 
-def validation_set(folder: Path = VAL_DIR, limit: int | None = None):
-    """[(name, clear, hazy)] as float32 RGB in [0, 1]."""
+def validation_set(folder: Path = VAL_DIR, limit: int | None = None, beta_scale: float = 1.0):
+    """[(name, clear, hazy)] as float32 RGB in [0, 1]; ``beta_scale`` > 1 makes the haze denser."""
     from napari_nlcl import synth
     from napari_nlcl.io import list_images, read_file
 
@@ -35,6 +37,7 @@ def validation_set(folder: Path = VAL_DIR, limit: int | None = None):
     for i, f in enumerate(files):
         clear = np.asarray(read_file(f))[..., :3].astype(np.float32) / 255
         params = synth.random_haze_params(1000 + i)
+        params["beta"] *= beta_scale
         depth = synth.random_depth(clear.shape, rng=1000 + i)
         hazy, _ = synth.add_haze(clear, **params, depth=depth)
         out.append((f.name, clear, hazy))
@@ -86,6 +89,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="use only the first N validation images")
     ap.add_argument("--speed", action="store_true", help="print the speed table instead")
     ap.add_argument("--memory", action="store_true", help="print peak memory growth instead")
+    ap.add_argument("--beta-scale", type=float, default=1.0,
+                    help="multiply every image's beta (1.6: the denser variant)")
+    ap.add_argument("--pairs", type=Path, default=None,
+                    help="score on a folder of hazy/N.png and clear/N.png instead (make_other_haze.py)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -97,8 +104,14 @@ def main(argv=None) -> int:
 
         _speed.memory_table(lambda img: napari_nlcl.dehaze(img, device="cpu"))
         return 0
-    pairs = validation_set(limit=args.limit)
-    print(f"{len(pairs)} validation images (kodak, synthetic haze)\n")
+    if args.pairs:
+        from score_model import pair_folder
+
+        pairs = pair_folder(args.pairs)
+        print(f"{len(pairs)} pairs from {args.pairs}\n")
+    else:
+        pairs = validation_set(limit=args.limit, beta_scale=args.beta_scale)
+        print(f"{len(pairs)} validation images (kodak, synthetic haze, beta x {args.beta_scale:g})\n")
     print("| method | PSNR (dB) | SSIM |")
     print("|---|---|---|")
     methods = [("hazy input", None), ("Dark Channel Prior", "dcp")]
