@@ -39,7 +39,7 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
     with torch.no_grad():
         before = start.gen_b.eval()(probe)
     drift = {}
-    for anchor in (0.0, 3.0):
+    for anchor in (0.0, 10.0):  # at 3 the ratio was 0.53 on one install and below 0.5 on another
         crops = RandomCrops({"rainy": frames}, crop=64, batch_size=2, seed=0)
         config = TrainConfig(steps=15, batch_size=2, crop=64, lr=2e-3, device="cpu")
         t = Trainer.from_model(ckpt, crops, config, recipe_config={
@@ -49,7 +49,7 @@ def test_anchor_keeps_a_fine_tuned_model_near_its_start_on_frames_without_signal
         with torch.no_grad():
             after = t.recipe.gen_b.eval()(probe)
         drift[anchor] = float((after - before).abs().mean())
-    assert drift[3.0] < 0.5 * drift[0.0]
+    assert drift[10.0] < 0.5 * drift[0.0]  # measured: 0.0037 against 0.0255
     # a run from scratch has no start to anchor to: the term is not used
     scratch = Trainer.from_recipe_name("derain", RandomCrops({"rainy": frames}, crop=64, seed=0),
                                        TrainConfig(steps=1, device="cpu"),
