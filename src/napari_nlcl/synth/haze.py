@@ -193,12 +193,11 @@ def scene_depth(
     q = np.digitize(smooth, cuts)
     labels = np.zeros((h, w), np.int64)
     n = 0
-    for level in range(levels):
+    for level in range(levels):  # every pixel has a level, so n >= 1
         lab, k = ndi.label(q == level)
-        labels[lab > 0] = lab[lab > 0] + n
+        inside = lab > 0
+        labels[inside] = lab[inside] + n
         n += k
-    if n == 0:
-        return depth.astype(np.float32)
     flat = labels.ravel()
     vgrid = np.repeat(v[:, None], w, 1).ravel()
     area = np.bincount(flat, minlength=n + 1)[1:]
