@@ -31,6 +31,7 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
 
     from napari_nlcl.training import load_recipe
     from napari_nlcl.training.data import RandomCrops
+    from napari_nlcl.training.monitor import kept_index
 
     rows = [json.loads(line) for line in (trace / "trace.jsonl").open()]
     steps = sorted({r["step"] for r in rows})
@@ -64,7 +65,8 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
     m = np.array([scores[s] for s in steps])
     t = np.array([truth[s] for s in steps])
     rho = float(spearmanr(m, t).statistic)
-    picked = steps[int(np.argmax(m))]
+    # the step a run keeps: the trainer's rule, the monitor's margin over the start included
+    picked = steps[kept_index(list(m), getattr(monitor, "min_gain", 0.0))]
     best = steps[int(np.argmax(t))]
     return {"trace": str(trace), "checkpoints": len(steps), "spearman": round(rho, 3),
             "monitor": [round(float(v), 3) for v in m], "truth": [float(v) for v in t],

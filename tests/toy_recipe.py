@@ -19,6 +19,7 @@ class ToyConfig:
     delay: float = 0.0  # seconds slept inside each step (interrupt tests: a signal lands mid-step)
     sabotage_from: int = 0  # > 0: from this step on, each step also adds noise to the weights
     monitor: bool = True  # build_monitor gives proxy pairs (the known degradation of the frames)
+    monitor_min_gain: float = 0.0  # the monitor's margin over the start (ProxyPairs.min_gain)
 
 
 class ToyNet(nn.Module):
@@ -70,7 +71,7 @@ class ToyRecipe(Recipe):
             return None
         src = data.sources["image"]
         clean = torch.stack([torch.from_numpy(src.frame(i)) for i in range(len(src))])
-        return ProxyPairs(0.5 * clean + 0.2, clean)
+        return ProxyPairs(0.5 * clean + 0.2, clean, min_gain=self.config.monitor_min_gain)
 
     def inference_model(self):
         return self.net

@@ -173,7 +173,8 @@ def _monitor_payload(trainer: Any) -> dict[str, Any]:
             return (t.clamp(0, 1) * 255).round().to(torch.uint8)
 
         out["monitor"] = {"inputs": q(trainer.monitor.inputs), "targets": q(trainer.monitor.targets),
-                          "history": json.dumps(trainer.monitor_history)}
+                          "history": json.dumps(trainer.monitor_history),
+                          "min_gain": float(getattr(trainer.monitor, "min_gain", 0.0))}
     if trainer.best is not None and trainer.config.keep_best:
         out["best"] = {"step": int(trainer.best["step"]), "score": float(trainer.best["score"]),
                        "reason": trainer.kept_reason(), "networks": trainer.best["networks"]}
@@ -199,7 +200,8 @@ def restore_training_state(trainer: Any, payload: Mapping[str, Any]) -> None:
     if stored:
         from napari_nlcl.training.monitor import ProxyPairs
 
-        trainer.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255)
+        trainer.monitor = ProxyPairs(stored["inputs"].float() / 255, stored["targets"].float() / 255,
+                                     min_gain=float(stored.get("min_gain", 0.0)))
         trainer.monitor_history = [tuple(x) for x in json.loads(stored["history"])]
     best = payload.get("best")
     if best:

@@ -68,6 +68,11 @@ class DehazeConfig:
     dark_weight: float = 0.05
     dark_patch: int = 15
     tv_weight: float = 0.0
+    # haze on haze: the user's frames under more of the haze the start finds in them (its own
+    # transmission raised to a power in rehaze_range, its airlight) must dehaze to the start's
+    # result on the frames themselves; the added haze is known exactly (physics output only)
+    rehaze_weight: float = 0.0
+    rehaze_range: tuple = (0.3, 1.0)
     # physics output, synthetic haze: supervise the transmission and airlight too
     t_weight: float = 1.0
     airlight_weight: float = 1.0
@@ -88,12 +93,15 @@ class DehazeConfig:
         if int(self.airlight_repeats) < 1:
             raise ValueError(f"airlight_repeats must be >= 1, got {self.airlight_repeats}")
         for name in ("cr_weight", "anchor_weight", "dark_weight", "tv_weight", "t_weight", "airlight_weight",
-                     "airlight_noise"):
+                     "airlight_noise", "rehaze_weight"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
         self.beta_range = tuple(float(v) for v in self.beta_range)
         self.airlight_range = tuple(float(v) for v in self.airlight_range)
+        self.rehaze_range = tuple(float(v) for v in self.rehaze_range)
+        if len(self.rehaze_range) != 2 or not 0.0 < self.rehaze_range[0] <= self.rehaze_range[1]:
+            raise ValueError(f"rehaze_range must be two powers 0 < low <= high, got {self.rehaze_range!r}")
         preset(self.preset, **self.net)  # validates the architecture now, with a clear message
 
 
@@ -152,6 +160,17 @@ def synthesize_haze(clear: torch.Tensor, generator: torch.Generator, *,
     if return_parts:
         return hazy, t, airlight.expand(b, c, 1, 1)[:, :, 0, 0]
     return hazy
+
+
+def rehaze(hazy: torch.Tensor, t: torch.Tensor, airlight: torch.Tensor, power) -> tuple[torch.Tensor, torch.Tensor]:
+    """``hazy`` under more of its own haze: ``(hazy * s + A (1 - s), t * s)`` with ``s = t ** power``.
+
+    ``t`` ``(B, 1, H, W)`` and ``airlight`` ``(B, C)`` are the haze of ``hazy`` (``J t + A (1 - t)``);
+    the result is ``J (t s) + A (1 - t s)``, the same clear image under a transmission of ``t s``
+    (the depth scaled by ``1 + power``), returned beside it."""
+    a4 = airlight.reshape(hazy.shape[0], -1, 1, 1).to(hazy)
+    s = t.to(hazy) ** power
+    return hazy * s + a4 * (1 - s), t.to(hazy) * s
 
 
 def dark_channel(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -299,9 +318,11 @@ class DehazeRecipe(Recipe):
     def _unsupervised_step(self, hazy: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
         out = self.net(hazy)
+        t0 = a0 = None
         if self.teacher is not None and self.has_teacher:
             with torch.no_grad():
-                anchor = self.teacher(hazy).clamp(0, 1)
+                anchor, t0, a0 = self.teacher.decompose(hazy)
+                anchor = anchor.clamp(0, 1)
         elif cfg.anchor == "teacher":
             raise ValueError("anchor='teacher' needs a starting model: fine-tune from one (--from)")
         else:
@@ -320,6 +341,10 @@ class DehazeRecipe(Recipe):
             tv = total_variation(out)
             loss = loss + cfg.tv_weight * tv
             losses["tv"] = tv.detach()
+        if cfg.rehaze_weight and t0 is not None:
+            r = self._rehaze_loss(hazy, anchor, t0, a0)
+            loss = loss + cfg.rehaze_weight * r
+            losses["rehaze"] = r.detach()
         w = cr_warmup_weight(step, cfg.cr_warmup, cfg.cr_weight) if cfg.cr_weight else 0.0
         if w > 0:
             negs = [hazy] + ([hazy.roll(1, 0)] if hazy.shape[0] > 1 else [])
@@ -329,6 +354,30 @@ class DehazeRecipe(Recipe):
         self.backward_step(loss, "net")
         losses["total"] = loss.detach()
         return losses
+
+    def _rehaze_loss(self, hazy: torch.Tensor, anchor: torch.Tensor, t0: torch.Tensor,
+                     a0: torch.Tensor) -> torch.Tensor:
+        """L1 between the network's result on ``hazy`` under more haze and ``anchor`` (the start's
+        result on ``hazy`` itself).
+
+        The added haze follows the scattering model over the start's own depth: transmission
+        ``s = t0 ** k`` (``k`` drawn per crop from ``rehaze_range``), airlight ``a0``, so the frame
+        under it, ``hazy * s + a0 (1 - s)``, is the same scene with its true transmission times
+        ``s``: whatever the true haze, the clear image is unchanged.  A model that leaves dense
+        haze behind (its transmission too high where the haze is thick) is corrected by what it
+        does on the lighter haze of the frame itself.  Pixels where the total transmission would
+        fall under the network's floor ``t_min`` (the result cannot match there) do not count.
+        """
+        lo, hi = self.config.rehaze_range
+        b = hazy.shape[0]
+        k = (torch.rand(b, 1, 1, 1, generator=self.generator) * (hi - lo) + lo).to(hazy)
+        with torch.no_grad():
+            t0 = t0.float().clamp(0.05, 1.0)
+            denser, t_total = rehaze(hazy, t0, a0, k)
+            valid = (t_total >= float(self.net.config.t_min) + 0.02).to(hazy)
+        out = self.net(denser)
+        err = (out - anchor).abs().mean(1, keepdim=True) * valid
+        return err.sum() / valid.sum().clamp(min=1.0)
 
     def inference_model(self) -> AECRNet:
         return self.net

@@ -177,14 +177,24 @@ class Trainer:
     # monitor ---------------------------------------------------------------------
     def _evaluate(self) -> Any:
         """Score the current weights (their average, if kept) and update the best; returns a MonitorScore."""
-        from napari_nlcl.training.monitor import MonitorScore
+        from napari_nlcl.training.monitor import MonitorScore, replaces_best
 
         with self.averaged_weights():
             score = float(self.monitor.score(self.recipe.inference_model(), precision=self.precision))
-            if self.best is None or score > self.best["score"]:
+            if replaces_best(score, None if self.best is None else self.best["score"],
+                             best_is_start=self.best is not None and self.best["step"] == self._start_step(),
+                             min_gain=self._min_gain()):
                 self.best = {"step": self.step, "score": score, "networks": self._snapshot()}
         self.monitor_history.append((self.step, score))
         return MonitorScore(self.step, score, self.best["step"], self.best["score"])
+
+    def _start_step(self) -> int | None:
+        """The step of the first monitor evaluation of the run (its starting weights)."""
+        return self.monitor_history[0][0] if self.monitor_history else None
+
+    def _min_gain(self) -> float:
+        """The monitor's margin over the start (``ProxyPairs.min_gain``; 0 for monitors without one)."""
+        return float(getattr(self.monitor, "min_gain", 0.0) or 0.0)
 
     def evaluations_since_best(self) -> int:
         """Monitor evaluations since the best one (in this ``fit_iter`` call: Continue starts afresh)."""
@@ -204,6 +214,11 @@ class Trainer:
                 f"evaluations up to step {last[0]}")
         if last[0] != self.best["step"]:
             text += f"; the last scored {last[1]:.2f}{unit}"
+        margin = self._min_gain()
+        if margin and self.best["step"] == self._start_step() and len(self.monitor_history) > 1:
+            top_step, top = max(self.monitor_history[1:], key=lambda sv: sv[1])
+            text += (f"; no step beat the start by the monitor's margin of {margin:.2f}{unit} "
+                     f"(closest: step {top_step}, {top - self.best['score']:+.2f}{unit})")
         return text
 
     @classmethod
