@@ -63,6 +63,8 @@ def test_keep_best_needs_the_margin_over_the_start(tmp_path):
     meta = json.loads(read_checkpoint(tmp_path / "toy_1000.0.pt")["metadata"])
     assert meta["kept"]["step"] == 0
     assert "no step beat the start by the monitor's margin of 1000.00 dB" in meta["kept"]["reason"]
+    assert t.kept_summary().endswith("the start, no step beat it by the monitor's margin of 1000.00 dB")
+    assert free.kept_summary() == f"keeps step {free.best['step']} ({free.best['score']:.2f} dB)"
     start = t.monitor.score(t.model, precision=t.precision)
     assert start == pytest.approx(scores[0], abs=1e-5)
 

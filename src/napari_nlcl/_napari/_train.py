@@ -223,7 +223,7 @@ class TrainWidget(TrainForm):
             saved = "; checkpoint saved" if tr.saved_step == tr.step else ""
             text = tr.stop_reason or f"{state} at step {tr.step}"
             if tr.best is not None and tr.config.keep_best:
-                text += f"; keeps step {tr.best['step']} ({tr.best['score']:.2f} dB)"
+                text += f"; {tr.kept_summary()}"
             self.status.value = f"{text}{saved}"
         self._failed = False
         self._set_busy(False)

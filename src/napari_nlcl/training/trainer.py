@@ -203,6 +203,17 @@ class Trainer:
         since = max(self.best["step"], self._patience_from)
         return sum(1 for step, _ in self.monitor_history if step > since)
 
+    def kept_summary(self) -> str:
+        """One line for a status bar: which step the model file gives, and its score."""
+        if not (self.best and self.config.keep_best):
+            return "keeps the last step"
+        unit = f" {self.monitor.unit}" if getattr(self.monitor, "unit", "") else ""
+        text = f"keeps step {self.best['step']} ({self.best['score']:.2f}{unit})"
+        margin = self._min_gain()
+        if margin and self.best["step"] == self._start_step() and len(self.monitor_history) > 1:
+            text += f": the start, no step beat it by the monitor's margin of {margin:.2f}{unit}"
+        return text
+
     def kept_reason(self) -> str:
         """Why the model file gives the weights it gives (stored in the checkpoint's metadata)."""
         if not (self.best and self.config.keep_best):
