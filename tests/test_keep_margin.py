@@ -114,3 +114,50 @@ def test_rehaze_term_trains_a_physics_dehazer(tmp_path):
     losses = r.training_step({"hazy": hazy}, 0)
     assert "rehaze" in losses and float(losses["rehaze"]) > 0
     assert torch.isfinite(losses["total"])
+
+
+class _KnownHaze(torch.nn.Module):
+    """A stand-in physics dehazer: its result is the frame itself, under a known flat haze."""
+
+    def __init__(self, t=0.6, a=0.9):
+        super().__init__()
+        from napari_nlcl.model import ModelInfo
+
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.t, self.a = t, a
+        self.info = ModelInfo(task="dehaze", name="known haze", in_channels=3, receptive_field=1, config={})
+
+    def decompose(self, x, airlight=None):
+        t = torch.full_like(x[:, :1], self.t)
+        return x + 0 * self.w, t, torch.full(x.shape[:2], self.a)
+
+
+def test_dehaze_monitor_on_own_scenes_puts_the_found_haze_over_the_starts_results():
+    from napari_nlcl.training.data import ImageSource
+    from napari_nlcl.training.monitor import dehaze_proxy_pairs
+
+    levels = [0.1, 0.3, 0.5, 0.7]
+    frames = np.stack([np.full((40, 50, 3), v, np.float32) for v in levels])
+    source = ImageSource(frames)
+    pairs = dehaze_proxy_pairs(_KnownHaze(), source, pairs=4, size=32, scenes="own")
+    assert pairs.min_gain > 0
+    assert tuple(pairs.targets.shape) == (4, 3, 32, 32)
+    # the targets are the start's results on the user's own frames (here the frames themselves)
+    seen = sorted({round(float(t.mean()), 4) for t in pairs.targets})
+    assert seen == pytest.approx(levels)
+    torch.testing.assert_close(pairs.inputs, pairs.targets * 0.6 + 0.9 * 0.4, atol=1e-6, rtol=0)
+
+    class Undo(torch.nn.Module):  # removes a fraction of that haze
+        def __init__(self, frac):
+            super().__init__()
+            self.frac = torch.nn.Parameter(torch.tensor(float(frac)))
+
+        def forward(self, x):
+            return x + self.frac * (((x - 0.9 * 0.4) / 0.6) - x)
+
+    scores = [pairs.score(Undo(f)) for f in (0.0, 0.5, 0.9, 1.0)]
+    assert scores == sorted(scores)
+    photos = dehaze_proxy_pairs(_KnownHaze(), source, pairs=4, size=32, scenes="photos")
+    assert not any(torch.allclose(t, photos.targets[0]) for t in pairs.targets)
+    with pytest.raises(ValueError, match="scenes"):
+        dehaze_proxy_pairs(_KnownHaze(), source, scenes="mine")

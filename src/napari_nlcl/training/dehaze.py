@@ -49,6 +49,7 @@ from napari_nlcl.training.monitor import dehaze_proxy_pairs
 
 MODES = ("synthetic", "paired", "unsupervised")
 ANCHORS = ("auto", "teacher", "dcp")
+MONITOR_SCENES = ("own", "photos")
 
 
 @dataclass
@@ -73,6 +74,9 @@ class DehazeConfig:
     # result on the frames themselves; the added haze is known exactly (physics output only)
     rehaze_weight: float = 0.0
     rehaze_range: tuple = (0.3, 1.0)
+    # the quality monitor's clean crops: "own" (the user's frames as the start dehazes them) or
+    # "photos" (scikit-image's bundled photos), each under the haze the start finds in the frames
+    monitor_scenes: str = "own"
     # physics output, synthetic haze: supervise the transmission and airlight too
     t_weight: float = 1.0
     airlight_weight: float = 1.0
@@ -86,6 +90,8 @@ class DehazeConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.monitor_scenes not in MONITOR_SCENES:
+            raise ValueError(f"monitor_scenes must be one of {MONITOR_SCENES}, got {self.monitor_scenes!r}")
         if self.anchor not in ANCHORS:
             raise ValueError(f"anchor must be one of {ANCHORS}, got {self.anchor!r}")
         if not 0.0 <= float(self.scene_depth) <= 1.0:
@@ -388,7 +394,7 @@ class DehazeRecipe(Recipe):
         sources = getattr(data, "sources", {})
         if self.config.mode != "unsupervised" or "hazy" not in sources or not self.has_teacher:
             return None  # from scratch (DCP anchor) there is no trained start to take the haze from
-        return dehaze_proxy_pairs(self.net, sources["hazy"], seed=seed)
+        return dehaze_proxy_pairs(self.net, sources["hazy"], seed=seed, scenes=self.config.monitor_scenes)
 
     def describe(self) -> dict[str, Any]:
         return {"mode": self.config.mode, "net": asdict(self.net.config)}
