@@ -161,3 +161,15 @@ def test_dehaze_monitor_on_own_scenes_puts_the_found_haze_over_the_starts_result
     assert not any(torch.allclose(t, photos.targets[0]) for t in pairs.targets)
     with pytest.raises(ValueError, match="scenes"):
         dehaze_proxy_pairs(_KnownHaze(), source, scenes="mine")
+
+
+def test_dehaze_monitor_from_a_single_large_frame_gives_distinct_small_pairs():
+    from napari_nlcl.training.data import ImageSource
+    from napari_nlcl.training.monitor import dehaze_proxy_pairs
+
+    frame = np.random.default_rng(0).random((300, 400, 3)).astype(np.float32)
+    for scenes in ("own", "photos"):
+        pairs = dehaze_proxy_pairs(_KnownHaze(), ImageSource(frame), pairs=6, size=48, scenes=scenes)
+        assert tuple(pairs.inputs.shape) == (6, 3, 48, 48)
+        flat = pairs.inputs.flatten(1)
+        assert all(not torch.equal(flat[i], flat[j]) for i in range(6) for j in range(i))

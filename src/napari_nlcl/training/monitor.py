@@ -215,6 +215,15 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- proxy pairs of the recipes
+def _random_crop(x: torch.Tensor, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """A crop of at most ``size`` x ``size`` of ``(C, H, W)`` ``x`` at a random place (a copy)."""
+    h, w = x.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    y = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    return x[..., y:y + ch, x0:x0 + cw].clone()
+
+
 def _network_input(frame: torch.Tensor, net: nn.Module, device: torch.device) -> torch.Tensor:
     """``(C, H, W)`` ``frame`` as a batch of one on ``device``; a grey frame for a colour network repeated."""
     o = frame[None].to(device)
@@ -295,34 +304,32 @@ def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int 
         raise ValueError(f"scenes must be 'photos' or 'own', got {scenes!r}")
     rng = np.random.default_rng(seed)
     device = next(net.parameters()).device
-    hazes, results = [], []
+    # one crop (at most size x size) of each frame's haze and of its dehazed scene, cut as the
+    # frame is done: a stack of large frames is never held whole
+    frames = _spread_frames(len(source), pairs)
+    n = len(frames)
+    per = -(-pairs // n)  # crops per frame: a single image still gives `pairs` different pairs
+    hazes, scenes_ = [], []
     with _evaluating(net):
-        for i in _spread_frames(len(source), pairs):
+        for i in frames:
             o = _network_input(torch.from_numpy(np.ascontiguousarray(source.frame(int(i)))), net, device)
             j, t, a = net.decompose(o)
             if t is None:
                 a = estimate_airlight(o, dark_channel(o, 15), 0.001)
                 t = 1 - 0.95 * dark_channel(o / a.reshape(1, -1, 1, 1).clamp(min=1e-3), 15)
-            hazes.append((t.clamp(0.05, 1.0).cpu()[0], a.reshape(-1).cpu()))
-            results.append(j.clamp(0.0, 1.0).cpu()[0])
-    n = len(hazes)
+            t, a = t.clamp(0.05, 1.0)[0], a.reshape(-1).cpu()
+            hazes.append([(_random_crop(t, size, rng).cpu(), a) for _ in range(per)])
+            if scenes == "own":
+                scenes_.append([_random_crop(j.clamp(0.0, 1.0)[0], size, rng).cpu() for _ in range(per)])
     inputs, targets = [], []
     for k in range(pairs):
-        t, a = hazes[k % n]
-        _, h, w = t.shape
-        if scenes == "own":  # the scene of another frame, cut to this haze's size
-            scene = results[(k + 1) % n]
-            h, w = min(h, scene.shape[-2]), min(w, scene.shape[-1])
-        ch, cw = min(size, h), min(size, w)
-        y = int(rng.integers(0, h - ch + 1))
-        x = int(rng.integers(0, w - cw + 1))
-        tc = t[:, y:y + ch, x:x + cw]
-        if scenes == "own":
-            sy = int(rng.integers(0, scene.shape[-2] - ch + 1))
-            sx = int(rng.integers(0, scene.shape[-1] - cw + 1))
-            clean = scene[:, sy:sy + ch, sx:sx + cw]
+        tc, a = hazes[k % n][k // n]
+        if scenes == "own":  # the scene of another frame, both cut to the smaller size
+            clean = scenes_[(k + 1) % n][k // n]
+            ch, cw = min(tc.shape[-2], clean.shape[-2]), min(tc.shape[-1], clean.shape[-1])
+            tc, clean = tc[:, :ch, :cw], clean[:, :ch, :cw]
         else:
-            clean = photo_crops(1, (ch, cw), a.numel(), rng)[0]
+            clean = photo_crops(1, tuple(tc.shape[-2:]), a.numel(), rng)[0]
         inputs.append((clean * tc + a[:, None, None] * (1 - tc)).clamp(0.0, 1.0))
         targets.append(clean)
     what = "the user's frames as the start dehazes them" if scenes == "own" else "clean photo crops"
