@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 
 def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None = None,
-          gains: tuple | None = None, scenes: str | None = None) -> dict:
+          gains: tuple | None = None, scenes: str | None = None, size: int = 160) -> dict:
     from scipy.stats import spearmanr
 
     from napari_nlcl.training import load_recipe
@@ -57,7 +57,8 @@ def study(trace: Path, *, seed: int = 0, verbose: bool = True, pairs: int | None
     elif recipe.task == "dehaze" and scenes:  # a variant of the shipped monitor
         from napari_nlcl.training.monitor import dehaze_proxy_pairs
 
-        monitor = dehaze_proxy_pairs(recipe.net, data.sources["hazy"], seed=seed, pairs=pairs or 16, scenes=scenes)
+        monitor = dehaze_proxy_pairs(recipe.net, data.sources["hazy"], seed=seed, pairs=pairs or 16, scenes=scenes,
+                                     size=size)
     else:
         monitor = recipe.build_monitor(data, seed=seed)
     scores = {}
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=None, help="derain: number of proxy pairs (variant)")
     ap.add_argument("--gains", type=float, nargs="+", default=None, help="derain: rain gains (variant)")
+    ap.add_argument("--size", type=int, default=160, help="dehaze: crop size of the pairs (variant, with --scenes)")
     ap.add_argument("--scenes", choices=["photos", "own"], default=None,
                     help="dehaze: clean crops of bundled photos or of the user's frames as the start dehazes them (variant)")
     args = ap.parse_args(argv)
@@ -96,7 +98,7 @@ def main(argv=None) -> int:
     for trace in args.traces:
         print(f"{trace}\n| step | true PSNR (dB) | monitor (dB) |\n|---|---|---|")
         r = study(trace, seed=args.seed, pairs=args.pairs, gains=tuple(args.gains) if args.gains else None,
-                  scenes=args.scenes)
+                  scenes=args.scenes, size=args.size)
         results.append(r)
         print(json.dumps({k: v for k, v in r.items() if k not in ("monitor", "truth")}))
     if len(results) > 1:  # runs from the same start on the same data share one monitor

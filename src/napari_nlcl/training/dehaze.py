@@ -76,7 +76,7 @@ class DehazeConfig:
     rehaze_range: tuple = (0.3, 1.0)
     # the quality monitor's clean crops: "own" (the user's frames as the start dehazes them) or
     # "photos" (scikit-image's bundled photos), each under the haze the start finds in the frames
-    monitor_scenes: str = "own"
+    monitor_scenes: str = "photos"
     # physics output, synthetic haze: supervise the transmission and airlight too
     t_weight: float = 1.0
     airlight_weight: float = 1.0

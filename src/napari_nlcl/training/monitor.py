@@ -10,9 +10,10 @@ image is known, built once at the start of a run from the user's own data,
 scored by the PSNR of the model's output against the known image.  Derain
 (:func:`derain_proxy_pairs`) uses the user's own scenes as the *starting*
 model cleans them, each carrying the rain the start finds in another crop;
-dehaze (:func:`dehaze_proxy_pairs`) puts the haze the start finds in one of
-the user's frames (its transmission and airlight) over another frame as the
-start dehazes it (or, as an option, over photos bundled with scikit-image).  A model that starts removing scene structure, shifting
+dehaze (:func:`dehaze_proxy_pairs`) puts the haze the start finds (its
+transmission and airlight) onto clean photos bundled with scikit-image that
+no recipe trains on (or, as an option, onto the user's own frames as the
+start dehazes them: no better, ``docs/finetuning.md``).  A model that starts removing scene structure, shifting
 colours or leaving the user's kind of rain or haze behind loses PSNR here.  How well this follows the true
 PSNR over the checkpoints of long runs is measured in
 ``benchmarks/monitor_study.py`` (README, fine-tuning).  The recipes build
@@ -280,10 +281,10 @@ def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: in
 
 #: the dehaze monitor's margin over the start (:attr:`ProxyPairs.min_gain`, dB).  On the dehaze
 #: validation set the exact fine-tuning command moves the true PSNR by -0.14..+0.09 dB while the
-#: monitor wanders by up to +0.15 dB (own scenes; +0.25 on photos) above its start score, with no
-#: relation to the truth (rank correlation -0.1 over 13 checkpoints; -0.5 on photos).  It ranks
-#: larger moves (other haze, higher rates: 0.4 to 0.8 within a run), so a step replaces the start
-#: only when it scores more than this above it (docs/finetuning.md, "Keeping the start")
+#: monitor wanders by up to +0.25 dB above its start score, with no relation to the truth (rank
+#: correlation -0.1 over 13 checkpoints).  It sees large losses (a run at lr 2e-4 that fell 3.5 dB:
+#: rank 0.89), not moves of a few tenths, so a step replaces the start only when it scores more
+#: than this above it (docs/finetuning.md, "Keeping the start")
 DEHAZE_MIN_GAIN = 0.3
 
 
