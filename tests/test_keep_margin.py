@@ -78,7 +78,7 @@ def test_patience_counts_from_the_start_while_no_step_clears_the_margin(tmp_path
 
 @pytest.mark.usefixtures("toy_recipe")
 def test_resume_keeps_the_margin(tmp_path):
-    t, _ = _run(tmp_path, 1000.0, steps=8)
+    _run(tmp_path, 1000.0, steps=8)
     r = Trainer.resume(tmp_path / "toy_1000.0.pt", _data())
     assert r.monitor.min_gain == 1000.0 and r.best["step"] == 0
 
