@@ -45,11 +45,10 @@ import torch.nn.functional as F
 from napari_nlcl.contrastive.losses import ContrastiveRegularization, cr_warmup_weight
 from napari_nlcl.nets.aecr import DEFAULT_WEIGHTS, AECRNet, preset
 from napari_nlcl.training import Recipe
-from napari_nlcl.training.monitor import dehaze_proxy_pairs
+from napari_nlcl.training.monitor import MONITOR_SCENES, dehaze_proxy_pairs
 
 MODES = ("synthetic", "paired", "unsupervised")
 ANCHORS = ("auto", "teacher", "dcp")
-MONITOR_SCENES = ("own", "photos")
 
 
 @dataclass
@@ -175,8 +174,9 @@ def rehaze(hazy: torch.Tensor, t: torch.Tensor, airlight: torch.Tensor, power) -
     the result is ``J (t s) + A (1 - t s)``, the same clear image under a transmission of ``t s``
     (the depth scaled by ``1 + power``), returned beside it."""
     a4 = airlight.reshape(hazy.shape[0], -1, 1, 1).to(hazy)
-    s = t.to(hazy) ** power
-    return hazy * s + a4 * (1 - s), t.to(hazy) * s
+    t = t.to(hazy)
+    s = t ** power
+    return hazy * s + a4 * (1 - s), t * s
 
 
 def dark_channel(x: torch.Tensor, patch: int) -> torch.Tensor:

@@ -286,6 +286,9 @@ def derain_proxy_pairs(net: DerainNet, source: Any, *, pairs: int = 16, size: in
 #: rank 0.89), not moves of a few tenths, so a step replaces the start only when it scores more
 #: than this above it (docs/finetuning.md, "Keeping the start")
 DEHAZE_MIN_GAIN = 0.3
+#: the clean crops of :func:`dehaze_proxy_pairs`: bundled photos, or the user's own frames as the
+#: start dehazes them
+MONITOR_SCENES = ("photos", "own")
 
 
 @torch.no_grad()
@@ -301,8 +304,8 @@ def dehaze_proxy_pairs(net: AECRNet, source: Any, *, pairs: int = 16, size: int 
     (as :func:`derain_proxy_pairs` does with rain)."""
     from napari_nlcl.classical.dcp import dark_channel, estimate_airlight
 
-    if scenes not in ("photos", "own"):
-        raise ValueError(f"scenes must be 'photos' or 'own', got {scenes!r}")
+    if scenes not in MONITOR_SCENES:
+        raise ValueError(f"scenes must be one of {MONITOR_SCENES}, got {scenes!r}")
     rng = np.random.default_rng(seed)
     device = next(net.parameters()).device
     # one crop (at most size x size) of each frame's haze and of its dehazed scene, cut as the

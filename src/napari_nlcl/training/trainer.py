@@ -196,6 +196,17 @@ class Trainer:
         """The monitor's margin over the start (``ProxyPairs.min_gain``; 0 for monitors without one)."""
         return float(getattr(self.monitor, "min_gain", 0.0) or 0.0)
 
+    def _margin_kept_the_start(self) -> float:
+        """The monitor's margin where it is why the start is still kept (scored steps followed
+        and none cleared it), else 0."""
+        margin = self._min_gain()
+        if margin and self.best["step"] == self._start_step() and len(self.monitor_history) > 1:
+            return margin
+        return 0.0
+
+    def _unit(self) -> str:
+        return f" {self.monitor.unit}" if getattr(self.monitor, "unit", "") else ""
+
     def evaluations_since_best(self) -> int:
         """Monitor evaluations since the best one (in this ``fit_iter`` call: Continue starts afresh)."""
         if self.best is None:
@@ -207,10 +218,9 @@ class Trainer:
         """One line for a status bar: which step the model file gives, and its score."""
         if not (self.best and self.config.keep_best):
             return "keeps the last step"
-        unit = f" {self.monitor.unit}" if getattr(self.monitor, "unit", "") else ""
+        unit = self._unit()
         text = f"keeps step {self.best['step']} ({self.best['score']:.2f}{unit})"
-        margin = self._min_gain()
-        if margin and self.best["step"] == self._start_step() and len(self.monitor_history) > 1:
+        if margin := self._margin_kept_the_start():
             text += f": the start, no step beat it by the monitor's margin of {margin:.2f}{unit}"
         return text
 
@@ -219,14 +229,13 @@ class Trainer:
         if not (self.best and self.config.keep_best):
             return "last step"
         name = getattr(self.monitor, "name", "monitor")
-        unit = f" {self.monitor.unit}" if getattr(self.monitor, "unit", "") else ""
+        unit = self._unit()
         last = self.monitor_history[-1] if self.monitor_history else (self.best["step"], self.best["score"])
         text = (f"best {name} ({self.best['score']:.2f}{unit}) of {len(self.monitor_history)} "
                 f"evaluations up to step {last[0]}")
         if last[0] != self.best["step"]:
             text += f"; the last scored {last[1]:.2f}{unit}"
-        margin = self._min_gain()
-        if margin and self.best["step"] == self._start_step() and len(self.monitor_history) > 1:
+        if margin := self._margin_kept_the_start():
             top_step, top = max(self.monitor_history[1:], key=lambda sv: sv[1])
             text += (f"; no step beat the start by the monitor's margin of {margin:.2f}{unit} "
                      f"(closest: step {top_step}, {top - self.best['score']:+.2f}{unit})")
